@@ -1,0 +1,34 @@
+"""Seeded splits of alignment links into seed (train), validation and test links."""
+
+import torch
+from torch import Tensor
+
+
+def split_links(
+    links: Tensor, ratio: float, *, seed: int = 0, valid_ratio: float = 0.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Shuffle ``links`` with ``seed`` and cut it into train, valid and test links.
+
+    As in MCLEA/MEAformer/ALMEA, the first ``ratio * L`` shuffled links are the
+    seeds, the next ``valid_ratio * L`` the validation links, the rest the test.
+
+    Shapes:
+        links: ``(2, L)`` -> three ``(2, *)`` tensors
+    """
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"seed ratio must be in (0, 1), got {ratio}")
+    if valid_ratio < 0.0 or ratio + valid_ratio >= 1.0:
+        raise ValueError(
+            f"valid_ratio must be >= 0 and leave test links, got {valid_ratio}"
+        )
+    num_links = links.size(1)
+    generator = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(num_links, generator=generator).to(links.device)
+    num_train = int(ratio * num_links)
+    num_valid = int(valid_ratio * num_links)
+    shuffled = links[:, perm]
+    return (
+        shuffled[:, :num_train],
+        shuffled[:, num_train : num_train + num_valid],
+        shuffled[:, num_train + num_valid :],
+    )

@@ -1,0 +1,120 @@
+"""Chunked similarity search between two embedding matrices (cosine and CSLS).
+
+Nothing here materialises the full ``[N_x, N_y]`` score matrix: scores are produced
+``chunk_size`` rows at a time, so memory is ``O(chunk_size * N_y)``.
+"""
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from almea_pyg.typing import SimilarityMetric
+
+DEFAULT_CHUNK_SIZE = 4096
+
+
+def csls_neighbourhood(
+    x: Tensor, y: Tensor, *, k: int = 3, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> Tensor:
+    """Mean cosine similarity of each row of ``x`` to its ``k`` nearest rows of ``y``.
+
+    This is the ``r`` term of CSLS (Lample et al., 2018).
+
+    Shapes:
+        x: ``(N_x, d)``, y: ``(N_y, d)`` -> ``(N_x,)``
+    """
+    x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+    k = min(k, y.size(0))
+    out = x.new_empty(x.size(0))
+    for start in range(0, x.size(0), chunk_size):
+        sim = x[start : start + chunk_size] @ y.t()
+        out[start : start + chunk_size] = sim.topk(k, dim=1).values.mean(dim=1)
+    return out
+
+
+def similarity_chunks(
+    x: Tensor,
+    y: Tensor,
+    *,
+    metric: SimilarityMetric = "cosine",
+    csls_k: int = 3,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Iterator[tuple[int, Tensor]]:
+    """Yield ``(start, scores)`` blocks of the ``x``-by-``y`` similarity matrix.
+
+    ``scores`` is ``(rows, N_y)`` for the rows ``start:start + rows`` of ``x``.
+    CSLS scores are ``2 cos(x_i, y_j) - r_y(x_i) - r_x(y_j)``.
+    """
+    if metric not in ("cosine", "csls"):
+        raise ValueError(f"metric must be 'cosine' or 'csls', got {metric!r}")
+    x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+    if metric == "csls":
+        r_x = csls_neighbourhood(x, y, k=csls_k, chunk_size=chunk_size)
+        r_y = csls_neighbourhood(y, x, k=csls_k, chunk_size=chunk_size)
+    for start in range(0, x.size(0), chunk_size):
+        scores = x[start : start + chunk_size] @ y.t()
+        if metric == "csls":
+            scores.mul_(2).sub_(r_x[start : start + chunk_size, None]).sub_(r_y[None])
+        yield start, scores
+
+
+def topk_similarity(
+    x: Tensor,
+    y: Tensor,
+    k: int = 1,
+    *,
+    metric: SimilarityMetric = "cosine",
+    csls_k: int = 3,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> tuple[Tensor, Tensor]:
+    """The ``k`` most similar rows of ``y`` for each row of ``x``, best first.
+
+    Shapes:
+        x: ``(N_x, d)``, y: ``(N_y, d)`` -> values, indices: ``(N_x, k)``
+    """
+    k = min(k, y.size(0))
+    values = x.new_empty(x.size(0), k)
+    indices = torch.empty(x.size(0), k, dtype=torch.long, device=x.device)
+    for start, scores in similarity_chunks(
+        x, y, metric=metric, csls_k=csls_k, chunk_size=chunk_size
+    ):
+        top = scores.topk(k, dim=1)
+        values[start : start + scores.size(0)] = top.values
+        indices[start : start + scores.size(0)] = top.indices
+    return values, indices
+
+
+def mutual_nearest_neighbours(
+    x: Tensor,
+    y: Tensor,
+    *,
+    metric: SimilarityMetric = "cosine",
+    csls_k: int = 3,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Pairs ``(i, j)`` where ``y_j`` is the best match of ``x_i`` and vice versa.
+
+    Returns ``(x_index, y_index, score)``, sorted by decreasing score (most
+    confident first). CSLS is symmetric, so one score matrix serves both
+    directions.
+
+    Shapes:
+        x: ``(N_x, d)``, y: ``(N_y, d)`` -> three tensors of shape ``(K,)``
+    """
+    if x.size(0) == 0 or y.size(0) == 0:
+        empty = torch.empty(0, dtype=torch.long, device=x.device)
+        return empty, empty, x.new_empty(0)
+    score_xy, best_y = topk_similarity(
+        x, y, 1, metric=metric, csls_k=csls_k, chunk_size=chunk_size
+    )
+    _, best_x = topk_similarity(
+        y, x, 1, metric=metric, csls_k=csls_k, chunk_size=chunk_size
+    )
+    best_y, score_xy, best_x = best_y[:, 0], score_xy[:, 0], best_x[:, 0]
+    x_index = torch.arange(x.size(0), device=x.device)
+    mutual = best_x[best_y] == x_index
+    x_index, y_index, score = x_index[mutual], best_y[mutual], score_xy[mutual]
+    order = score.argsort(descending=True, stable=True)
+    return x_index[order], y_index[order], score[order]
