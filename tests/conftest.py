@@ -1,0 +1,26 @@
+"""Shared fixtures: the location of the real MMKG data (skips cleanly when absent)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_mmkg_dir() -> Path | None:
+    """``$ALMEA_MMKG_DIR`` or ``../shared/data/mmkg`` beside the checkout, if present."""
+    candidates = [os.environ.get("ALMEA_MMKG_DIR"), ROOT.parent / "shared" / "data" / "mmkg"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "FB15K").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def mmkg_dir() -> Path:
+    """The real FB15K/DB15K/YAGO15K directory (mmkb layout); skips the test if absent."""
+    path = shared_mmkg_dir()
+    if path is None:
+        pytest.skip("real MMKG data not found (set ALMEA_MMKG_DIR or provide ../shared/data/mmkg)")
+    return path
