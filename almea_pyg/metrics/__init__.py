@@ -1,5 +1,12 @@
 """Similarity search and ranking metrics for entity alignment."""
 
+from almea_pyg.metrics.ranking import (
+    RankingMetric,
+    alignment_ranks,
+    evaluate_alignment,
+    hits_at_k,
+    mean_reciprocal_rank,
+)
 from almea_pyg.metrics.similarity import (
     csls_neighbourhood,
     mutual_nearest_neighbours,
@@ -8,7 +15,12 @@ from almea_pyg.metrics.similarity import (
 )
 
 __all__ = [
+    "RankingMetric",
+    "alignment_ranks",
     "csls_neighbourhood",
+    "evaluate_alignment",
+    "hits_at_k",
+    "mean_reciprocal_rank",
     "mutual_nearest_neighbours",
     "similarity_chunks",
     "topk_similarity",

@@ -1,0 +1,32 @@
+"""Reusable modules: encoders, fusion, LSL, LSC and the alignment losses."""
+
+from almea_pyg.nn.encoders import FeatureEncoder, StructuralEncoder
+from almea_pyg.nn.fusion import ModalityFusion
+from almea_pyg.nn.losses import (
+    UncertaintyWeighting,
+    info_nce,
+    inter_modal_alignment,
+    joint_alignment_loss,
+    kl_standard_normal,
+    reconstruction_loss,
+    semantic_calibration_loss,
+)
+from almea_pyg.nn.lsc import LatentSemanticCalibration
+from almea_pyg.nn.lsl import LatentSemanticLearning, LSLOutput, ModalityVAE
+
+__all__ = [
+    "FeatureEncoder",
+    "LSLOutput",
+    "LatentSemanticCalibration",
+    "LatentSemanticLearning",
+    "ModalityFusion",
+    "ModalityVAE",
+    "StructuralEncoder",
+    "UncertaintyWeighting",
+    "info_nce",
+    "inter_modal_alignment",
+    "joint_alignment_loss",
+    "kl_standard_normal",
+    "reconstruction_loss",
+    "semantic_calibration_loss",
+]

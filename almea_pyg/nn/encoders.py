@@ -1,0 +1,111 @@
+"""Modality encoders: the structural GAT encoder and feature projections."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GATConv
+
+
+class StructuralEncoder(nn.Module):
+    r"""Graph modality ``g``: a learnable entity embedding refined by GAT layers.
+
+    The embedding table covers every entity of both KGs; the GAT layers run over the
+    union of their relation edges (disjoint graphs), so their weights are shared
+    across the two KGs, as in MCLEA and ALMEA (Section 2 of the paper).
+
+    Args:
+        num_nodes (int): Number of entities (both KGs together).
+        dim (int): Embedding size :math:`d`. (default: ``300``)
+        num_layers (int): Number of GAT layers. (default: ``2``)
+        heads (int): Attention heads per layer, averaged. (default: ``1``)
+        dropout (float): Dropout on the input embedding and between layers.
+            (default: ``0.0``)
+        conv (type): The GAT layer class, :class:`~torch_geometric.nn.GATConv` or a
+            drop-in replacement with the same constructor. (default: ``GATConv``)
+
+    Shapes:
+        - **input:** edge index :math:`(2, |\mathcal{E}|)`
+        - **output:** entity embeddings :math:`(N, d)`
+    """
+
+    def __init__(
+        self,
+        num_nodes: int,
+        dim: int = 300,
+        *,
+        num_layers: int = 2,
+        heads: int = 1,
+        dropout: float = 0.0,
+        conv: type[GATConv] = GATConv,
+    ) -> None:
+        super().__init__()
+        self.num_nodes = num_nodes
+        self.dim = dim
+        self.num_layers = num_layers
+        self.heads = heads
+        self.dropout = dropout
+        self.embedding = nn.Embedding(num_nodes, dim)
+        self.convs = nn.ModuleList(
+            conv(dim, dim, heads=heads, concat=False) for _ in range(num_layers)
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_normal_(self.embedding.weight)
+        for conv in self.convs:
+            conv.reset_parameters()
+
+    def forward(self, edge_index: Tensor) -> Tensor:
+        x = F.dropout(self.embedding.weight, self.dropout, self.training)
+        for i, conv in enumerate(self.convs):
+            x = conv(x, edge_index)
+            if i < self.num_layers - 1:
+                x = F.dropout(F.elu(x), self.dropout, self.training)
+        return x
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}({self.num_nodes}, dim={self.dim}, "
+            f"layers={self.num_layers}, heads={self.heads}, "
+            f"conv={self.convs[0].__class__.__name__ if self.convs else None})"
+        )
+
+
+class FeatureEncoder(nn.Module):
+    r"""A feature modality (relations, attributes, images, text, ...): one
+    :class:`~torch.nn.Linear` from the feature vector to :math:`d`.
+
+    When the two KGs describe the modality in different vocabularies (bags of their
+    own relations or attributes), give ``in_channels`` as a ``(source, target)``
+    pair: each side then has its own projection into the shared space. A single
+    ``int`` shares one projection (e.g. image features from the same CNN).
+
+    Args:
+        in_channels (int or tuple): Feature size, or ``(source, target)`` sizes.
+        out_channels (int): Embedding size :math:`d`. (default: ``300``)
+
+    Shapes:
+        - **input:** features :math:`(N, F)`, side ``0`` (source) or ``1`` (target)
+        - **output:** :math:`(N, d)`
+    """
+
+    def __init__(
+        self, in_channels: int | tuple[int, int], out_channels: int = 300
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        sizes = (in_channels,) if isinstance(in_channels, int) else tuple(in_channels)
+        self.lins = nn.ModuleList(nn.Linear(size, out_channels) for size in sizes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for lin in self.lins:
+            lin.reset_parameters()
+
+    def forward(self, x: Tensor, side: int = 0) -> Tensor:
+        return self.lins[side if len(self.lins) > 1 else 0](x)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"

@@ -1,0 +1,228 @@
+"""Training objectives of ALMEA.
+
+The base alignment objective (Section 2, inherited from MCLEA): bidirectional
+in-batch InfoNCE (:func:`info_nce`), the inter-modal alignment term
+(:func:`inter_modal_alignment`) and learned uncertainty weighting of the per-modality
+losses (:class:`UncertaintyWeighting`). The ALMEA terms: ``L_SCL`` (Eq. 2,
+:func:`semantic_calibration_loss`), ``L_DML`` (Eq. 9, :func:`kl_standard_normal`),
+``L_URL`` (Eq. 10, :func:`reconstruction_loss`) and ``L_JAL`` (Eq. 11,
+:func:`joint_alignment_loss`).
+"""
+
+from collections.abc import Sequence
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, "
+            f"got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def _pair_logits(x_src: Tensor, x_tgt: Tensor, temperature: float) -> Tensor:
+    """Cosine similarities of all in-batch pairs divided by ``temperature``."""
+    _check_same_shape(x_src, x_tgt, "x_src", "x_tgt")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    return F.normalize(x_src, dim=-1) @ F.normalize(x_tgt, dim=-1).t() / temperature
+
+
+def info_nce(x_src: Tensor, x_tgt: Tensor, *, temperature: float = 0.1) -> Tensor:
+    """Bidirectional in-batch InfoNCE for aligned rows (the base alignment loss).
+
+    Row ``i`` of ``x_src`` and row ``i`` of ``x_tgt`` are a seed pair; every other
+    row of the other side is a negative. Rows are L2-normalised, the logits are
+    ``x_src @ x_tgt.T / temperature``, and the loss is the mean of the
+    cross-entropies with the diagonal as target over the rows (source to target) and
+    over the columns (target to source), so it is symmetric in its two arguments.
+
+    Args:
+        x_src: Source embeddings of the seed pairs.
+        x_tgt: Target embeddings, row-aligned with ``x_src``.
+        temperature: Softmax temperature (default ``0.1``, as in the paper).
+
+    Shapes:
+        x_src, x_tgt: ``(B, d)`` -> scalar
+    """
+    logits = _pair_logits(x_src, x_tgt, temperature)
+    target = torch.arange(logits.size(0), device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def inter_modal_alignment(
+    joint_src: Tensor,
+    joint_tgt: Tensor,
+    modal_src: Tensor,
+    modal_tgt: Tensor,
+    *,
+    temperature: float = 4.0,
+) -> Tensor:
+    """Inter-modal alignment: distil the joint in-batch distribution into a modality.
+
+    MCLEA's inter-modal term. The joint embedding is the (detached) teacher: its
+    in-batch similarity distribution ``softmax(cos(joint_src, joint_tgt) / T)`` per
+    row is matched by the modality's ``softmax(cos(modal_src, modal_tgt) / T)`` with
+    ``KL(joint || modal)`` averaged over rows. Both directions are used (rows and,
+    with the similarity matrices transposed, columns) and averaged. All four inputs
+    are L2-normalised. Gradients flow only into ``modal_src`` and ``modal_tgt``.
+
+    Args:
+        joint_src: Joint (fused) source embeddings of the seed pairs (teacher).
+        joint_tgt: Joint target embeddings, row-aligned with ``joint_src``.
+        modal_src: One modality's source embeddings of the same pairs.
+        modal_tgt: That modality's target embeddings.
+        temperature: Softmax temperature (default ``4.0``).
+
+    Shapes:
+        joint_src, joint_tgt: ``(B, d)``; modal_src, modal_tgt: ``(B, d_m)`` -> scalar
+    """
+    with torch.no_grad():
+        teacher = _pair_logits(joint_src, joint_tgt, temperature)
+    student = _pair_logits(modal_src, modal_tgt, temperature)
+    if teacher.shape != student.shape:
+        raise ValueError(
+            "joint and modality embeddings must have the same batch size, got "
+            f"{joint_src.size(0)} and {modal_src.size(0)}"
+        )
+
+    def kl_rows(teacher_logits: Tensor, student_logits: Tensor) -> Tensor:
+        return F.kl_div(
+            F.log_softmax(student_logits, dim=-1),
+            F.log_softmax(teacher_logits, dim=-1),
+            reduction="batchmean",
+            log_target=True,
+        )
+
+    return 0.5 * (kl_rows(teacher, student) + kl_rows(teacher.t(), student.t()))
+
+
+class UncertaintyWeighting(nn.Module):
+    """Learned uncertainty weighting of several losses (Kendall et al., 2018).
+
+    MCLEA's automatic loss weighting. Each loss ``L_i`` gets a learned log-variance
+    ``s_i`` and the total is ``sum_i exp(-s_i) * L_i + s_i``: a noisy loss can lower
+    its weight ``exp(-s_i)`` only by paying ``s_i``. The log-variance form is used
+    (rather than MCLEA's ``0.5 / p^2`` form) so that the initial ``s_i = 0`` gives
+    every loss weight exactly 1.
+
+    Args:
+        num_losses: Number of losses combined.
+
+    Shapes:
+        losses: ``(num_losses,)`` (or a sequence of scalars) -> scalar
+    """
+
+    def __init__(self, num_losses: int) -> None:
+        super().__init__()
+        if num_losses < 1:
+            raise ValueError(f"num_losses must be positive, got {num_losses}")
+        self.num_losses = num_losses
+        self.log_vars = nn.Parameter(torch.empty(num_losses))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Reset every log-variance to 0 (weight 1)."""
+        nn.init.zeros_(self.log_vars)
+
+    @property
+    def weights(self) -> Tensor:
+        """The current weights ``exp(-s_i)`` (detached)."""
+        return torch.exp(-self.log_vars.detach())
+
+    def forward(self, losses: Union[Tensor, Sequence[Tensor]]) -> Tensor:
+        if not isinstance(losses, Tensor):
+            losses = torch.stack([torch.as_tensor(loss) for loss in losses])
+        if losses.shape != (self.num_losses,):
+            raise ValueError(
+                f"expected {self.num_losses} losses, got shape {tuple(losses.shape)}"
+            )
+        return (torch.exp(-self.log_vars) * losses + self.log_vars).sum()
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.num_losses})"
+
+
+def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
+    """``L_DML`` (Eq. 9): KL divergence of ``N(mu, exp(logvar))`` from ``N(0, I)``.
+
+    ``0.5 * sum_j (sigma_j^2 + mu_j^2 - log sigma_j^2 - 1)``, summed over the latent
+    dimensions and averaged over the batch. It is zero for ``mu = 0, logvar = 0``.
+
+    Args:
+        mu: Means of the diagonal Gaussian posterior.
+        logvar: Log-variances ``log sigma^2``, same shape as ``mu``.
+
+    Shapes:
+        mu, logvar: ``(B, d)`` -> scalar
+    """
+    _check_same_shape(mu, logvar, "mu", "logvar")
+    kl = 0.5 * (logvar.exp() + mu.pow(2) - logvar - 1)
+    return kl.sum(dim=-1).mean()
+
+
+def reconstruction_loss(reconstruction: Tensor, target: Tensor) -> Tensor:
+    """``L_URL`` (Eq. 10): mean squared error to the detached modality embedding.
+
+    The target ``h^m`` is detached so that the decoder learns to reproduce the
+    encoder's embedding without pulling the encoder towards the reconstruction.
+
+    Args:
+        reconstruction: Decoded embeddings ``Decoder_m(z~^m)``.
+        target: The modality embeddings ``h^m``.
+
+    Shapes:
+        reconstruction, target: ``(B, d)`` -> scalar
+    """
+    _check_same_shape(reconstruction, target, "reconstruction", "target")
+    return F.mse_loss(reconstruction, target.detach())
+
+
+def semantic_calibration_loss(z_a: Tensor, z_b: Tensor, *, eps: float = 1e-8) -> Tensor:
+    """``L_SCL`` (Eq. 2): symmetric KL between ReLU-L1-normalised latents.
+
+    Each row becomes a distribution over the latent dimensions,
+    ``p(x) = (ReLU(x) + eps) / ||ReLU(x) + eps||_1`` (the ``eps`` keeps an all-zero
+    row finite: it becomes the uniform distribution), and the loss is
+    ``KL(p_a || p_b) + KL(p_b || p_a)`` summed over dimensions and averaged over the
+    batch. It is symmetric in its arguments and zero for identical inputs.
+
+    Args:
+        z_a: Fused latents of one side (e.g. the masked source ``z~_S``).
+        z_b: Fused latents of the other side (e.g. the unmasked target ``z_T``).
+        eps: Added to every entry before normalising.
+
+    Shapes:
+        z_a, z_b: ``(B, d)`` -> scalar
+    """
+    _check_same_shape(z_a, z_b, "z_a", "z_b")
+
+    def log_prob(z: Tensor) -> Tensor:
+        p = F.relu(z) + eps
+        return p.log() - p.sum(dim=-1, keepdim=True).log()
+
+    log_a, log_b = log_prob(z_a), log_prob(z_b)
+    # KL(a||b) + KL(b||a) = sum_x (p_a - p_b) (log p_a - log p_b)
+    return ((log_a.exp() - log_b.exp()) * (log_a - log_b)).sum(dim=-1).mean()
+
+
+def joint_alignment_loss(x_src: Tensor, x_tgt: Tensor) -> Tensor:
+    """``L_JAL`` (Eq. 11): mean squared error between the two sides of seed pairs.
+
+    Applied to the fused decoded (reconstructed) joint embeddings ``h^_S``, ``h^_T``;
+    gradients flow into both sides.
+
+    Args:
+        x_src: Source embeddings of the seed pairs.
+        x_tgt: Target embeddings, row-aligned with ``x_src``.
+
+    Shapes:
+        x_src, x_tgt: ``(B, d)`` -> scalar
+    """
+    _check_same_shape(x_src, x_tgt, "x_src", "x_tgt")
+    return F.mse_loss(x_src, x_tgt)

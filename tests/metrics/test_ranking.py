@@ -1,0 +1,218 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from almea_pyg.metrics.ranking import (
+    RankingMetric,
+    alignment_ranks,
+    evaluate_alignment,
+    hits_at_k,
+    mean_reciprocal_rank,
+)
+
+
+def _hand_example() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Targets 0-3 are one-hot, so cos(source, t_j) is proportional to source[j].
+
+    Target 4 = e0 + e1 is not a link target; source 4 is not linked. The links are
+    given out of source order to check that ranks come back in link order.
+    """
+    x_src = torch.tensor(
+        [
+            [4.0, 3.0, 2.0, 1.0],  # -> t2: t0, t1 higher            -> rank 3
+            [2.0, 3.0, 2.0, 0.0],  # -> t0: t1 higher, t2 tied         -> rank 2
+            [0.0, 0.0, 0.0, 1.0],  # -> t3: best                       -> rank 1
+            [5.0, 1.0, 3.0, 2.0],  # -> t1: t0, t2, t3 higher          -> rank 4
+            [1.0, 1.0, 1.0, 1.0],
+        ]
+    )
+    x_tgt = torch.cat([torch.eye(4), torch.tensor([[1.0, 1.0, 0.0, 0.0]])])
+    links = torch.tensor([[2, 0, 3, 1], [3, 2, 1, 0]])
+    return x_src, x_tgt, links
+
+
+HAND_RANKS = [1, 3, 4, 2]
+# With target 4 as an extra candidate, cos(s, t4) = (s[0] + s[1]) / (sqrt(2) |s|).
+HAND_RANKS_WITH_T4 = [1, 4, 5, 3]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 4096])
+def test_alignment_ranks_hand_example(chunk_size: int) -> None:
+    x_src, x_tgt, links = _hand_example()
+    ranks = alignment_ranks(x_src, x_tgt, links, chunk_size=chunk_size)
+    assert ranks.dtype == torch.long
+    assert ranks.tolist() == HAND_RANKS
+    ranks = alignment_ranks(
+        x_src, x_tgt, links, candidates=torch.arange(5), chunk_size=chunk_size
+    )
+    assert ranks.tolist() == HAND_RANKS_WITH_T4
+
+
+def test_alignment_ranks_tie_is_optimistic() -> None:
+    # Source 0 scores t0 and t1 equally: both get rank 1.
+    x_src = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    x_tgt = torch.eye(2)
+    links = torch.tensor([[0, 0], [0, 1]])
+    assert alignment_ranks(x_src, x_tgt, links).tolist() == [1, 1]
+
+
+def test_alignment_ranks_duplicate_targets_counted_once() -> None:
+    x_src = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    x_tgt = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    links = torch.tensor([[0, 1], [1, 1]])
+    assert alignment_ranks(x_src, x_tgt, links).tolist() == [1, 1]
+    candidates = torch.tensor([1, 0, 1, 0])
+    ranks = alignment_ranks(x_src, x_tgt, links, candidates=candidates)
+    assert ranks.tolist() == [1, 2]
+
+
+def _dense_ranks(
+    x_src: torch.Tensor, x_tgt: torch.Tensor, links: torch.Tensor, metric: str, k: int
+) -> list[int]:
+    """Direct dense reference: sources/targets of the links, full score matrix."""
+    sources, targets = links[0].unique(), links[1].unique()
+    sim = F.normalize(x_src[sources], dim=-1) @ F.normalize(x_tgt[targets], dim=-1).t()
+    if metric == "csls":
+        r_src = sim.topk(k, dim=1).values.mean(dim=1)
+        r_tgt = sim.topk(k, dim=0).values.mean(dim=0)
+        sim = 2 * sim - r_src[:, None] - r_tgt[None, :]
+    ranks = []
+    for s, t in links.t().tolist():
+        row = sim[(sources == s).nonzero().item()]
+        true = row[(targets == t).nonzero().item()]
+        ranks.append(int((row > true).sum()) + 1)
+    return ranks
+
+
+@pytest.mark.parametrize("metric", ["cosine", "csls"])
+@pytest.mark.parametrize("chunk_size", [1, 7, 4096])
+def test_alignment_ranks_match_dense(metric: str, chunk_size: int) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x_src = torch.randn(30, 8, generator=gen, dtype=torch.float64)
+    x_tgt = torch.randn(35, 8, generator=gen, dtype=torch.float64)
+    x_tgt[:30] += 0.8 * x_src  # make the truth findable but not trivial
+    links = torch.stack([torch.randperm(30, generator=gen)[:20], torch.arange(20)])
+    links = links[:, torch.randperm(20, generator=gen)]
+    expected = _dense_ranks(x_src, x_tgt, links, metric, k=3)
+    ranks = alignment_ranks(
+        x_src, x_tgt, links, metric=metric, csls_k=3, chunk_size=chunk_size
+    )
+    assert ranks.tolist() == expected
+    assert 1 < max(expected) <= 20 and min(expected) == 1
+
+
+def test_csls_changes_ranks_and_uses_only_link_entities() -> None:
+    gen = torch.Generator().manual_seed(1)
+    x_src = torch.randn(20, 6, generator=gen, dtype=torch.float64)
+    hub = x_src.mean(dim=0, keepdim=True)
+    x_tgt = torch.cat([x_src + 0.9 * torch.randn(20, 6, generator=gen), 3 * hub])
+    links = torch.stack([torch.arange(20), torch.arange(20)])
+    cosine = alignment_ranks(x_src, x_tgt, links, candidates=torch.arange(21))
+    csls = alignment_ranks(
+        x_src, x_tgt, links, candidates=torch.arange(21), metric="csls"
+    )
+    assert not torch.equal(cosine, csls)
+    # Entities outside the links do not enter the CSLS neighbourhoods.
+    extra_src = torch.cat([x_src, torch.randn(5, 6, generator=gen, dtype=x_src.dtype)])
+    extra_tgt = torch.cat([x_tgt, torch.randn(5, 6, generator=gen, dtype=x_tgt.dtype)])
+    csls_extra = alignment_ranks(
+        extra_src, extra_tgt, links, candidates=torch.arange(21), metric="csls"
+    )
+    assert torch.equal(csls, csls_extra)
+
+
+def test_alignment_ranks_errors_and_empty() -> None:
+    x_src, x_tgt, links = _hand_example()
+    with pytest.raises(ValueError, match="candidates"):
+        alignment_ranks(x_src, x_tgt, links, candidates=torch.tensor([0, 1, 4]))
+    with pytest.raises(ValueError, match="candidates"):
+        alignment_ranks(
+            x_src, x_tgt, links, candidates=torch.empty(0, dtype=torch.long)
+        )
+    with pytest.raises(ValueError, match=r"\(2, L\)"):
+        alignment_ranks(x_src, x_tgt, links.t())
+    with pytest.raises(ValueError, match="metric"):
+        alignment_ranks(x_src, x_tgt, links, metric="euclidean")
+    empty = alignment_ranks(x_src, x_tgt, torch.empty(2, 0, dtype=torch.long))
+    assert empty.shape == (0,) and empty.dtype == torch.long
+
+
+def test_alignment_ranks_no_grad() -> None:
+    x_src, x_tgt, links = _hand_example()
+    x_src.requires_grad_()
+    assert not alignment_ranks(x_src, x_tgt, links).requires_grad
+
+
+def test_alignment_ranks_right_to_left_by_swapping() -> None:
+    x_src, x_tgt, links = _hand_example()
+    # Target-to-source: each target ranks the linked sources 0-3.
+    ranks = alignment_ranks(x_tgt, x_src, links.flip(0))
+    sim = F.normalize(x_tgt[:4], dim=-1) @ F.normalize(x_src[:4], dim=-1).t()
+    expected = [int((sim[t] > sim[t, s]).sum()) + 1 for s, t in links.t().tolist()]
+    assert ranks.tolist() == expected
+    assert ranks.tolist() != HAND_RANKS
+
+
+# --- Hits@k and MRR -------------------------------------------------------------
+
+RANKS = torch.tensor([1, 3, 10, 11, 2])
+
+
+@pytest.mark.parametrize(("k", "expected"), [(1, 0.2), (2, 0.4), (3, 0.6), (10, 0.8)])
+def test_hits_at_k(k: int, expected: float) -> None:
+    assert hits_at_k(RANKS, k) == pytest.approx(expected)
+
+
+def test_mean_reciprocal_rank() -> None:
+    expected = (1 + 1 / 3 + 1 / 10 + 1 / 11 + 1 / 2) / 5
+    assert mean_reciprocal_rank(RANKS) == pytest.approx(expected)
+    assert mean_reciprocal_rank(torch.ones(4, dtype=torch.long)) == 1.0
+
+
+def test_rank_functions_validate_input() -> None:
+    assert math.isnan(hits_at_k(torch.empty(0, dtype=torch.long), 1))
+    assert math.isnan(mean_reciprocal_rank(torch.empty(0, dtype=torch.long)))
+    with pytest.raises(ValueError, match="1-based"):
+        hits_at_k(torch.tensor([0, 1]), 1)
+    with pytest.raises(ValueError, match="1-based"):
+        mean_reciprocal_rank(torch.tensor([2, 0]))
+
+
+def test_ranking_metric_accumulates() -> None:
+    metric = RankingMetric()
+    assert repr(metric) == "RankingMetric(ks=(1, 10), num=0)"
+    metric.update(RANKS[:2])
+    metric.update(RANKS[2:])
+    out = metric.compute()
+    assert set(out) == {"hits@1", "hits@10", "mrr", "num"}
+    assert out["num"] == 5
+    assert out["hits@1"] == pytest.approx(20.0)
+    assert out["hits@10"] == pytest.approx(80.0)
+    assert out["mrr"] == pytest.approx(100 * mean_reciprocal_rank(RANKS))
+    assert repr(metric) == "RankingMetric(ks=(1, 10), num=5)"
+    metric.reset()
+    assert metric.compute()["num"] == 0 and math.isnan(metric.compute()["mrr"])
+
+
+def test_ranking_metric_custom_ks() -> None:
+    metric = RankingMetric(ks=(3, 5))
+    metric.update(RANKS)
+    out = metric.compute()
+    assert out["hits@3"] == pytest.approx(60.0) and out["hits@5"] == pytest.approx(60.0)
+    assert "hits@1" not in out
+
+
+@pytest.mark.parametrize("metric", ["cosine", "csls"])
+def test_evaluate_alignment(metric: str) -> None:
+    x_src, x_tgt, links = _hand_example()
+    out = evaluate_alignment(x_src, x_tgt, links, metric=metric, chunk_size=2)
+    assert set(out) == {"hits@1", "hits@10", "mrr"}
+    ranks = alignment_ranks(x_src, x_tgt, links, metric=metric)
+    assert out["hits@1"] == pytest.approx(100 * hits_at_k(ranks, 1))
+    assert out["hits@10"] == pytest.approx(100.0)
+    assert out["mrr"] == pytest.approx(100 * mean_reciprocal_rank(ranks))
+    if metric == "cosine":
+        assert out["hits@1"] == pytest.approx(25.0)
+        assert out["mrr"] == pytest.approx(100 * (1 + 1 / 3 + 1 / 4 + 1 / 2) / 4)
