@@ -1,6 +1,28 @@
 """Data layer: :class:`MMKGPair`, readers, feature builders, splits, synthetic data."""
 
+from almea_pyg.data.features import (
+    BuildModalityFeatures,
+    bag_of_attributes,
+    bag_of_relations,
+    build_features,
+    feature_matrix,
+    match_feature_widths,
+)
 from almea_pyg.data.pair import MMKGPair, feature_modalities, modality_mask
 from almea_pyg.data.split import split_links
+from almea_pyg.data.synthetic import SYNTHETIC_DEFAULTS, make_synthetic_pair
 
-__all__ = ["MMKGPair", "feature_modalities", "modality_mask", "split_links"]
+__all__ = [
+    "SYNTHETIC_DEFAULTS",
+    "BuildModalityFeatures",
+    "MMKGPair",
+    "bag_of_attributes",
+    "bag_of_relations",
+    "build_features",
+    "feature_matrix",
+    "feature_modalities",
+    "make_synthetic_pair",
+    "match_feature_widths",
+    "modality_mask",
+    "split_links",
+]
