@@ -102,6 +102,24 @@ def load_pair(
     )
 
 
+def prepare_pair(config: ExperimentConfig) -> MMKGPair:
+    """The configuration's pair, split at its seed ratio and seed, on its device."""
+    pair = load_pair(
+        config.dataset, data_dir=config.data_dir, cache_dir=config.cache_dir
+    )
+    return pair.split(config.seed_ratio, seed=config.seed).to(config.device)
+
+
+def build_model(config: ExperimentConfig, pair: MMKGPair) -> ALMEA:
+    """The configuration's model variant for ``pair`` (paper defaults per dataset)."""
+    kwargs = {"p_mask": PAPER_SCHEDULE.get(config.dataset, {}).get("p_mask", 0.45)}
+    kwargs.update(VARIANTS[config.variant])
+    kwargs.update(config.model)
+    return ALMEA.from_pair(pair, modalities=config.modalities, **kwargs).to(
+        config.device
+    )
+
+
 def peak_memory_mib() -> float:
     """Peak resident memory of this process so far, in MiB (Linux: ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -114,16 +132,8 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
             f"unknown variant {config.variant!r}: one of {sorted(VARIANTS)}"
         )
     torch.manual_seed(config.seed)
-    pair = load_pair(
-        config.dataset, data_dir=config.data_dir, cache_dir=config.cache_dir
-    )
-    pair = pair.split(config.seed_ratio, seed=config.seed).to(config.device)
-    kwargs = {"p_mask": PAPER_SCHEDULE.get(config.dataset, {}).get("p_mask", 0.45)}
-    kwargs.update(VARIANTS[config.variant])
-    kwargs.update(config.model)
-    model = ALMEA.from_pair(pair, modalities=config.modalities, **kwargs).to(
-        config.device
-    )
+    pair = prepare_pair(config)
+    model = build_model(config, pair)
     log.info("%s\n%s", pair, model)
     trainer = Trainer(
         model,

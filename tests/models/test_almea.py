@@ -1,0 +1,120 @@
+import pytest
+import torch
+
+from almea_pyg.data.synthetic import make_synthetic_pair
+from almea_pyg.metrics import evaluate_alignment
+from almea_pyg.models import ALMEA
+
+LATENT_TERMS = ("scl", "dml", "url", "jal")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return make_synthetic_pair(num_entities=300, seed=1).split(0.3, seed=0)
+
+
+def small_model(pair, **kwargs):
+    torch.manual_seed(0)
+    return ALMEA.from_pair(pair, dim=16, **kwargs)
+
+
+def test_repr_and_modalities(pair):
+    model = small_model(pair)
+    assert model.modalities == ["graph", "attr", "img", "rel"]
+    assert repr(model) == (
+        "ALMEA(modalities=['graph', 'attr', 'img', 'rel'], dim=16, lsl=True, lsc=True)"
+    )
+    assert "lsl=False" in repr(small_model(pair, use_lsl=False))
+
+
+def test_forward_losses_and_gradients(pair):
+    model = small_model(pair)
+    losses = model(pair, pair.train_links[:, :64])
+    assert set(losses) == {"joint", "modal", "base", "loss", *LATENT_TERMS}
+    assert all(torch.isfinite(v) for v in losses.values())
+    expected = losses["base"] + sum(losses[k] for k in LATENT_TERMS)
+    assert torch.allclose(losses["loss"], expected)
+    losses["loss"].backward()
+    for name in ("structure", "encoders", "fusion", "lsl", "lsc"):
+        grads = [p.grad for p in getattr(model, name).parameters()]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), name
+
+
+def test_loss_switches(pair):
+    torch.manual_seed(3)
+    off = small_model(pair, lambda_scl=0.0, lambda_url=0.0)
+    losses = off(pair, pair.train_links[:, :64])
+    expected = losses["base"] + losses["dml"] + losses["jal"]
+    assert torch.allclose(losses["loss"], expected)
+    base = small_model(pair, use_lsl=False)
+    losses = base(pair, pair.train_links[:, :64])
+    assert not set(LATENT_TERMS) & set(losses)
+    assert torch.allclose(losses["loss"], losses["base"])
+
+
+def test_modality_subset(pair):
+    model = ALMEA.from_pair(pair, dim=8, modalities=["rel", "attr"])
+    assert model.modalities == ["attr", "rel"] and model.structure is None
+    with pytest.raises(ValueError, match="unknown modalities"):
+        ALMEA.from_pair(pair, modalities=["text"])
+
+
+def test_embed_and_imputation(pair):
+    model = small_model(pair)
+    emb_s, emb_t = model.embed(pair, impute_missing=False)
+    assert emb_s.shape == (pair.num_entities[0], 16)
+    assert emb_t.shape == (pair.num_entities[1], 16)
+    imp_s, imp_t = model.embed(pair, impute_missing=True)
+    inputs = model.inputs(pair)
+    present = model.presence(inputs)
+    complete = torch.stack([present[m] for m in model.modalities]).all(dim=0)
+    changed = ~torch.isclose(torch.cat([emb_s, emb_t]), torch.cat([imp_s, imp_t])).all(
+        1
+    )
+    assert changed.any()
+    assert not (changed & complete).any()
+    assert model.training
+
+
+def test_modality_absent_from_one_kg(pair):
+    target = pair.target.clone()
+    del target["entity"].x_img
+    del target["entity"].x_img_mask
+    one_sided = type(pair)(
+        pair.source,
+        target,
+        pair.links,
+        train_links=pair.train_links,
+        test_links=pair.test_links,
+    )
+    model = small_model(one_sided)
+    assert model.in_channels["img"] == pair.source["entity"].x_img.size(1)
+    losses = model(one_sided, one_sided.train_links[:, :64])
+    assert torch.isfinite(losses["loss"])
+    emb_s, emb_t = model.embed(one_sided)
+    assert torch.isfinite(emb_t).all()
+
+
+def test_candidates(pair):
+    model = small_model(pair)
+    sources = pair.test_links[0, :4]
+    out = model.candidates(pair, k=5, sources=sources, metric="cosine")
+    assert out.target_index.shape == out.score.shape == (4, 5)
+    assert (out.score[:, :-1] >= out.score[:, 1:]).all()
+    assert out.source_ids == [pair.source["entity"].ids[i] for i in sources.tolist()]
+    assert out.target_ids[0][0] == pair.target["entity"].ids[out.target_index[0, 0]]
+
+
+def test_training_beats_random_ranking(pair):
+    model = small_model(pair)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(30):
+        loss = model(pair, pair.train_links)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    metrics = evaluate_alignment(*model.embed(pair), pair.test_links, metric="csls")
+    num_test = pair.test_links.size(1)
+    random_mrr = 100 * sum(1 / r for r in range(1, num_test + 1)) / num_test
+    assert metrics["mrr"] > 5 * random_mrr
+    assert metrics["hits@1"] > 20

@@ -1,0 +1,72 @@
+import csv
+
+import pytest
+import torch
+
+from almea_pyg.data.synthetic import make_synthetic_pair
+from almea_pyg.models import ALMEA
+from almea_pyg.train import Trainer, atomic_save
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return make_synthetic_pair(num_entities=200, seed=2).split(0.3, seed=0)
+
+
+def make_trainer(pair, tmp_path=None, **kwargs):
+    torch.manual_seed(0)
+    model = ALMEA.from_pair(pair, dim=8)
+    return Trainer(model, pair, output_dir=tmp_path, progress=False, **kwargs)
+
+
+def test_fit_logs_every_epoch(pair, tmp_path):
+    trainer = make_trainer(pair, tmp_path, eval_every=2, batch_size=16)
+    history = trainer.fit(3)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert "mrr" in history[1] and "mrr" not in history[0]
+    with open(tmp_path / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[1]["hits@1"]) == pytest.approx(history[1]["hits@1"])
+    assert rows[0]["hits@1"] == ""
+
+
+def test_callback_stops_training(pair):
+    trainer = make_trainer(pair)
+    trainer.fit(10, callback=lambda t: t.epoch == 2)
+    assert trainer.epoch == 2
+
+
+def test_add_train_links_deduplicates(pair):
+    trainer = make_trainer(pair)
+    before = trainer.train_links.size(1)
+    new = pair.test_links[:, :5]
+    again = torch.cat([new, new, pair.train_links[:, :3]], dim=1)
+    assert trainer.add_train_links(again) == 5
+    assert trainer.train_links.size(1) == before + 5
+    assert trainer.add_train_links(new) == 0
+
+
+def test_resume_equals_uninterrupted(pair, tmp_path):
+    straight = make_trainer(pair, batch_size=32)
+    straight.fit(4)
+    first = make_trainer(pair, batch_size=32)
+    first.fit(2)
+    path = first.save_checkpoint(tmp_path / "ckpt.pt")
+    torch.manual_seed(123)
+    resumed = make_trainer(pair, batch_size=32)
+    resumed.load_checkpoint(path)
+    resumed.fit(2)
+    assert resumed.epoch == 4
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_atomic_save_leaves_no_temporary(tmp_path):
+    atomic_save({"x": torch.ones(2)}, tmp_path / "a.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+
+
+def test_batch_size_validated(pair):
+    with pytest.raises(ValueError, match="batch_size"):
+        make_trainer(pair, batch_size=1)
