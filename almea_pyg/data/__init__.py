@@ -1,5 +1,6 @@
 """Data layer: :class:`MMKGPair`, readers, feature builders, splits, synthetic data."""
 
+from almea_pyg.data.errors import DataFormatError
 from almea_pyg.data.features import (
     BuildModalityFeatures,
     bag_of_attributes,
@@ -9,12 +10,20 @@ from almea_pyg.data.features import (
     match_feature_widths,
 )
 from almea_pyg.data.pair import MMKGPair, feature_modalities, modality_mask
+from almea_pyg.data.readers import (
+    read_mmea_pair,
+    read_mmkb_kg,
+    read_mmkb_pair,
+    read_tsv_kg,
+    read_tsv_pair,
+)
 from almea_pyg.data.split import split_links
 from almea_pyg.data.synthetic import SYNTHETIC_DEFAULTS, make_synthetic_pair
 
 __all__ = [
     "SYNTHETIC_DEFAULTS",
     "BuildModalityFeatures",
+    "DataFormatError",
     "MMKGPair",
     "bag_of_attributes",
     "bag_of_relations",
@@ -24,5 +33,10 @@ __all__ = [
     "make_synthetic_pair",
     "match_feature_widths",
     "modality_mask",
+    "read_mmea_pair",
+    "read_mmkb_kg",
+    "read_mmkb_pair",
+    "read_tsv_kg",
+    "read_tsv_pair",
     "split_links",
 ]
