@@ -131,12 +131,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="almea-pyg", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train ALMEA (or a variant) and evaluate it")
+    train = sub.add_parser(
+        "train", parents=[common], help="train ALMEA (or a variant) and evaluate it"
+    )
     add_train_arguments(train)
     train.set_defaults(func=cmd_train)
-    evaluate = sub.add_parser("evaluate", help="evaluate a trained run")
+    evaluate = sub.add_parser(
+        "evaluate", parents=[common], help="evaluate a trained run"
+    )
     evaluate.add_argument("run", help="the --output directory of a training run")
     evaluate.add_argument(
         "--metric", nargs="+", choices=["cosine", "csls"], default=["cosine", "csls"]

@@ -24,8 +24,8 @@ def split_links(
     num_links = links.size(1)
     generator = torch.Generator().manual_seed(seed)
     perm = torch.randperm(num_links, generator=generator).to(links.device)
-    num_train = int(ratio * num_links)
-    num_valid = int(valid_ratio * num_links)
+    num_train = int(round(ratio * num_links, 6))
+    num_valid = int(round(valid_ratio * num_links, 6))
     shuffled = links[:, perm]
     return (
         shuffled[:, :num_train],

@@ -64,8 +64,9 @@ class LatentSemanticCalibration(nn.Module):
         """
         scores = torch.cat([self.scorers[m](z[m]) for m in self.modalities], dim=-1)
         mask = torch.stack([present[m] for m in self.modalities], dim=-1)
-        mask = mask | ~mask.any(dim=-1, keepdim=True)
-        return scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        none = ~mask.any(dim=-1, keepdim=True)
+        weights = scores.masked_fill(~(mask | none), float("-inf")).softmax(dim=-1)
+        return torch.where(none, torch.full_like(weights, 1.0 / mask.size(-1)), weights)
 
     def forward(
         self, z: dict[str, Tensor], present: dict[str, Tensor]

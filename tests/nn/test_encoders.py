@@ -1,0 +1,123 @@
+import pytest
+import torch
+from torch_geometric.nn import GATConv
+
+from almea_pyg.nn.encoders import FeatureEncoder, StructuralEncoder
+
+# Messages flow source -> target: node 0 hears 1, which hears 2 (so 2 is two hops
+# from 0); 0 -> 4 reaches 4 only; node 3 is isolated.
+EDGE_INDEX = torch.tensor([[1, 2, 0], [0, 1, 4]])
+NUM_NODES = 5
+
+
+def _encoder(seed: int = 0, **kwargs) -> StructuralEncoder:
+    torch.manual_seed(seed)
+    return StructuralEncoder(NUM_NODES, 8, **kwargs)
+
+
+# --- StructuralEncoder ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("num_layers", "heads"), [(1, 1), (2, 1), (2, 3)])
+def test_structural_shape(num_layers: int, heads: int) -> None:
+    encoder = _encoder(num_layers=num_layers, heads=heads)
+    assert len(encoder.convs) == num_layers
+    assert all(isinstance(conv, GATConv) for conv in encoder.convs)
+    assert encoder(EDGE_INDEX).shape == (NUM_NODES, 8)
+
+
+def test_structural_repr() -> None:
+    encoder = StructuralEncoder(10, 16, heads=2)
+    assert (
+        repr(encoder)
+        == "StructuralEncoder(10, dim=16, layers=2, heads=2, conv=GATConv)"
+    )
+
+
+def test_structural_isolated_node_depends_only_on_itself() -> None:
+    encoder = _encoder().eval()
+    out = encoder(EDGE_INDEX)
+    # The isolated node's embedding is the one it gets in a graph without edges.
+    alone = encoder(torch.empty(2, 0, dtype=torch.long))
+    torch.testing.assert_close(out[3], alone[3])
+    # Changing every other entity's embedding leaves it unchanged ...
+    with torch.no_grad():
+        encoder.embedding.weight[[0, 1, 2, 4]] += 1.0
+    after_others = encoder(EDGE_INDEX)
+    torch.testing.assert_close(after_others[3], out[3])
+    assert not torch.allclose(after_others[0], out[0])
+    # ... changing its own changes it.
+    with torch.no_grad():
+        encoder.embedding.weight[3] += 1.0
+    assert not torch.allclose(encoder(EDGE_INDEX)[3], out[3])
+
+
+def test_structural_gradients_reach_embedding_table() -> None:
+    encoder = _encoder()
+    encoder(EDGE_INDEX)[0].sum().backward()
+    grad = encoder.embedding.weight.grad
+    assert grad is not None
+    row_norms = grad.norm(dim=-1)
+    # Node 0 sees itself, 1 (one hop) and 2 (two hops), not 3 (isolated) or 4.
+    assert (row_norms[[0, 1, 2]] > 0).all()
+    assert (row_norms[[3, 4]] == 0).all()
+    for conv in encoder.convs:
+        assert all(p.grad is not None for p in conv.parameters())
+
+
+def test_structural_seeded() -> None:
+    first, again, other = _encoder(0), _encoder(0), _encoder(1)
+    torch.testing.assert_close(first(EDGE_INDEX), again(EDGE_INDEX))
+    assert not torch.allclose(first(EDGE_INDEX), other(EDGE_INDEX))
+
+
+def test_structural_dropout_only_when_training() -> None:
+    encoder = _encoder(dropout=0.5)
+    torch.manual_seed(0)
+    assert not torch.allclose(encoder(EDGE_INDEX), encoder(EDGE_INDEX))
+    encoder.eval()
+    torch.testing.assert_close(encoder(EDGE_INDEX), encoder(EDGE_INDEX))
+
+
+def test_structural_reset_parameters() -> None:
+    encoder = _encoder()
+    before = encoder.embedding.weight.detach().clone()
+    encoder.reset_parameters()
+    assert not torch.equal(encoder.embedding.weight, before)
+
+
+# --- FeatureEncoder ---------------------------------------------------------------
+
+
+def test_feature_shared_projection() -> None:
+    encoder = FeatureEncoder(6, 4)
+    assert len(encoder.lins) == 1
+    x = torch.randn(3, 6)
+    out = encoder(x)
+    assert out.shape == (3, 4)
+    torch.testing.assert_close(encoder(x, side=1), out)
+    lin = encoder.lins[0]
+    torch.testing.assert_close(out, x @ lin.weight.t() + lin.bias)
+
+
+def test_feature_per_side_projections() -> None:
+    encoder = FeatureEncoder((6, 9), 4)
+    assert len(encoder.lins) == 2
+    xs, xt = torch.randn(3, 6), torch.randn(5, 9)
+    assert encoder(xs, side=0).shape == (3, 4)
+    assert encoder(xt, side=1).shape == (5, 4)
+    lin = encoder.lins[1]
+    torch.testing.assert_close(encoder(xt, side=1), xt @ lin.weight.t() + lin.bias)
+    with pytest.raises(RuntimeError):
+        encoder(xt, side=0)
+
+
+def test_feature_per_side_same_size_not_shared() -> None:
+    encoder = FeatureEncoder((6, 6), 4)
+    x = torch.randn(3, 6)
+    assert not torch.allclose(encoder(x, side=0), encoder(x, side=1))
+
+
+def test_feature_repr() -> None:
+    assert repr(FeatureEncoder(6, 4)) == "FeatureEncoder(6, 4)"
+    assert repr(FeatureEncoder((6, 9), 4)) == "FeatureEncoder((6, 9), 4)"
