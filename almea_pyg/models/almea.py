@@ -209,13 +209,28 @@ class ALMEA(nn.Module):
             self._inputs_cache = (id(pair), inputs)
         return self._inputs_cache[1]
 
-    def encode(self, inputs: PairInputs) -> dict[str, Tensor]:
-        """Modality embeddings of every entity of both KGs, ``{m: (N_s + N_t, d)}``."""
+    def encode(
+        self,
+        inputs: PairInputs,
+        source_index: Tensor | None = None,
+        target_index: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Modality embeddings of the given source then target entities.
+
+        Without indices, every entity of both KGs: ``{m: (N_s + N_t, d)}``. The GAT
+        always runs on the whole graph; feature modalities are projected only for
+        the rows asked for.
+        """
+        num_s = inputs.num_source
         h = {}
         if self.structure is not None:
             h[GRAPH] = self.structure(inputs.edge_index)
+            if source_index is not None:
+                h[GRAPH] = h[GRAPH][torch.cat([source_index, target_index + num_s])]
         for name, encoder in self.encoders.items():
             xs, xt = inputs.features[name]
+            if source_index is not None:
+                xs, xt = xs[source_index], xt[target_index]
             h[name] = torch.cat([encoder(xs, 0), encoder(xt, 1)], dim=0)
         return h
 
@@ -239,10 +254,12 @@ class ALMEA(nn.Module):
             ``{"loss": total, "base": ..., "scl": ..., ...}`` (scalars).
         """
         inputs = self.inputs(pair)
-        h = self.encode(inputs)
-        present = self.presence(inputs)
-        src, tgt = links[0], links[1] + inputs.num_source
+        batch = links.size(1)
+        h = self.encode(inputs, links[0], links[1])
+        index = torch.cat([links[0], links[1] + inputs.num_source])
+        present = {m: mask[index] for m, mask in self.presence(inputs).items()}
         joint = self.fusion(h, present)
+        src, tgt = slice(0, batch), slice(batch, 2 * batch)
         losses = {
             "joint": info_nce(joint[src], joint[tgt], temperature=self.temperature)
         }
@@ -267,23 +284,21 @@ class ALMEA(nn.Module):
         losses["base"] = losses["joint"] + losses["modal"]
         total = losses["base"]
         if self.lsl is not None:
-            latent = self._latent_losses(h, present, torch.cat([src, tgt]))
+            latent = self._latent_losses(h, present)
             losses.update(latent)
             total = total + sum(self.lambdas[k] * latent[k] for k in latent)
         losses["loss"] = total
         return losses
 
     def _latent_losses(
-        self, h: dict[str, Tensor], present: dict[str, Tensor], index: Tensor
+        self, h: dict[str, Tensor], present: dict[str, Tensor]
     ) -> dict[str, Tensor]:
-        """LSL and LSC losses on the batch entities ``index`` (sources, targets)."""
-        hb = {m: h[m][index] for m in self.modalities}
-        pb = {m: present[m][index] for m in self.modalities}
-        out = self.lsl(hb, pb)
-        kept = {m: pb[m] & ~out.dropped[m] for m in self.modalities}
+        """LSL and LSC losses on a batch: rows are the sources, then the targets."""
+        out = self.lsl(h, present)
+        kept = {m: present[m] & ~out.dropped[m] for m in self.modalities}
         cal_masked, _, fused_masked = self.lsc(out.z_masked, kept)
-        _, _, fused = self.lsc(out.z, pb)
-        half = index.numel() // 2
+        _, _, fused = self.lsc(out.z, present)
+        half = next(iter(h.values())).size(0) // 2
         scl = semantic_calibration_loss(
             fused_masked[:half], fused[half:]
         ) + semantic_calibration_loss(fused_masked[half:], fused[:half])
@@ -300,8 +315,9 @@ class ALMEA(nn.Module):
                 out.dropped[m].unsqueeze(-1), fused_masked, cal_masked[m]
             )
             decoded[m] = self.lsl.decode(m, z_in)
-            if pb[m].any():
-                url.append(reconstruction_loss(decoded[m][pb[m]], hb[m][pb[m]]))
+            rows = present[m]
+            if rows.any():
+                url.append(reconstruction_loss(decoded[m][rows], h[m][rows]))
         url_loss = torch.stack(url).mean()
         joint_decoded = self.fusion(decoded)
         jal = joint_alignment_loss(joint_decoded[:half], joint_decoded[half:])
