@@ -5,7 +5,7 @@ from typing import Literal
 #: The modalities of the paper: graph structure, relations, attributes, visual.
 PAPER_MODALITIES = ("graph", "rel", "attr", "img")
 
-#: Node and edge types of one knowledge graph (a :class:`~torch_geometric.data.HeteroData`).
+#: Node and edge types of one KG (a :class:`~torch_geometric.data.HeteroData`).
 ENTITY = "entity"
 ATTRIBUTE = "attribute"
 RELATION_EDGE = (ENTITY, "relation", ENTITY)

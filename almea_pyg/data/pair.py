@@ -10,7 +10,7 @@ from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 
 from almea_pyg.data.split import split_links
-from almea_pyg.typing import ATTRIBUTE, ATTRIBUTE_EDGE, ENTITY, RELATION_EDGE
+from almea_pyg.typing import ATTRIBUTE, ENTITY, RELATION_EDGE
 
 MASK_SUFFIX = "_mask"
 FEATURE_PREFIX = "x_"
@@ -183,7 +183,7 @@ class MMKGPair:
         return cls.from_dict(torch.load(path, weights_only=False))
 
     def to_pyg_pair(self, modality: str = "rel") -> Data:
-        """PyG's DBP15K-style pair ``Data(x1, edge_index1, x2, edge_index2, train_y, test_y)``."""
+        """PyG's DBP15K-style pair: ``Data(x1, edge_index1, x2, edge_index2, ...)``."""
         key = f"{FEATURE_PREFIX}{modality}"
         return Data(
             x1=self.source[ENTITY].get(key),
@@ -198,7 +198,7 @@ class MMKGPair:
     def from_pyg_pair(
         cls, data: Data, *, modality: str = "rel", name: str = "MMKGPair"
     ) -> MMKGPair:
-        """Build a pair from PyG's DBP15K-style ``Data`` (inverse of :meth:`to_pyg_pair`)."""
+        """A pair from PyG's DBP15K-style ``Data`` (inverse of :meth:`to_pyg_pair`)."""
         kgs = []
         for x, edge_index in ((data.x1, data.edge_index1), (data.x2, data.edge_index2)):
             kg = HeteroData()

@@ -12,6 +12,7 @@ from torch_geometric.nn import GATConv
 from almea_pyg.data.pair import MMKGPair
 from almea_pyg.metrics.similarity import topk_similarity
 from almea_pyg.models.inputs import PairInputs
+from almea_pyg.nn.conv import FusedGATConv
 from almea_pyg.nn.encoders import FeatureEncoder, StructuralEncoder
 from almea_pyg.nn.fusion import FusionMode, ModalityFusion
 from almea_pyg.nn.losses import (
@@ -72,7 +73,8 @@ class ALMEA(nn.Module):
         num_gat_layers (int): GAT layers. (default: ``2``)
         heads (int): GAT attention heads (averaged). (default: ``1``)
         dropout (float): Dropout in the structural encoder. (default: ``0.0``)
-        gat (type): GAT layer class. (default: :class:`GATConv`)
+        gat (type): GAT layer class. (default:
+            :class:`~almea_pyg.nn.conv.FusedGATConv`)
         fusion (str): ``"weighted"`` or ``"concat"``. (default: ``"weighted"``)
         use_lsl (bool): Add LSL (and LSC on top); ``False`` gives the base model.
             (default: ``True``)
@@ -98,7 +100,7 @@ class ALMEA(nn.Module):
         num_gat_layers: int = 2,
         heads: int = 1,
         dropout: float = 0.0,
-        gat: type[GATConv] = GATConv,
+        gat: type[GATConv] = FusedGATConv,
         fusion: FusionMode = "weighted",
         use_lsl: bool = True,
         use_lsc: bool = True,

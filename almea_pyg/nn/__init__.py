@@ -1,5 +1,6 @@
 """Reusable modules: encoders, fusion, LSL, LSC and the alignment losses."""
 
+from almea_pyg.nn.conv import FusedGATConv
 from almea_pyg.nn.encoders import FeatureEncoder, StructuralEncoder
 from almea_pyg.nn.fusion import ModalityFusion
 from almea_pyg.nn.losses import (
@@ -16,6 +17,7 @@ from almea_pyg.nn.lsl import LatentSemanticLearning, LSLOutput, ModalityVAE
 
 __all__ = [
     "FeatureEncoder",
+    "FusedGATConv",
     "LSLOutput",
     "LatentSemanticCalibration",
     "LatentSemanticLearning",

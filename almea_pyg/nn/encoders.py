@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv
 
+from almea_pyg.nn.conv import FusedGATConv
+
 
 class StructuralEncoder(nn.Module):
     r"""Graph modality ``g``: a learnable entity embedding refined by GAT layers.
@@ -22,7 +24,9 @@ class StructuralEncoder(nn.Module):
         dropout (float): Dropout on the input embedding and between layers.
             (default: ``0.0``)
         conv (type): The GAT layer class, :class:`~torch_geometric.nn.GATConv` or a
-            drop-in replacement with the same constructor. (default: ``GATConv``)
+            drop-in replacement with the same constructor. (default:
+            :class:`~almea_pyg.nn.conv.FusedGATConv`, the same layer without
+            :math:`E \times d` messages)
 
     Shapes:
         - **input:** edge index :math:`(2, |\mathcal{E}|)`
@@ -37,7 +41,7 @@ class StructuralEncoder(nn.Module):
         num_layers: int = 2,
         heads: int = 1,
         dropout: float = 0.0,
-        conv: type[GATConv] = GATConv,
+        conv: type[GATConv] = FusedGATConv,
     ) -> None:
         super().__init__()
         self.num_nodes = num_nodes

@@ -1,0 +1,153 @@
+"""GATConv computed with CSR sparse products instead of per-edge messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.nn import GATConv
+from torch_geometric.utils import softmax
+
+from almea_pyg.nn.conv.csr_spmm import CSRGraph, attention_spmm, build_csr_graph
+
+CSR_CACHE_SIZE = 4
+
+_HOOKS = (
+    "_propagate_forward_pre_hooks",
+    "_propagate_forward_hooks",
+    "_message_forward_pre_hooks",
+    "_message_forward_hooks",
+    "_aggregate_forward_pre_hooks",
+    "_aggregate_forward_hooks",
+    "_message_and_aggregate_forward_pre_hooks",
+    "_message_and_aggregate_forward_hooks",
+    "_edge_update_forward_pre_hooks",
+    "_edge_update_forward_hooks",
+)
+
+
+class FusedGATConv(GATConv):
+    r"""A drop-in :class:`~torch_geometric.nn.conv.GATConv` for large full graphs.
+
+    Same constructor, parameters and ``state_dict`` as ``GATConv``, and the same
+    result (Velickovic et al., 2018):
+    :math:`x'_i = \sum_{j \in N(i)} \alpha_{ij} \Theta x_j` with
+    :math:`\alpha_{ij} = \mathrm{softmax}_j(\mathrm{LeakyReLU}(a_s^\top \Theta x_j
+    + a_t^\top \Theta x_i))`. The attention logits are kept per edge and head
+    (:math:`E \times H`); the aggregation is one CSR sparse-dense product per head
+    with a custom backward (:func:`~almea_pyg.nn.conv.csr_spmm.attention_spmm`), so
+    no :math:`E \times d` message tensor is ever built. The destination-sorted edge
+    structure is cached per ``edge_index`` (the graph is fixed across epochs).
+
+    The fast path covers a homogeneous graph given as a ``[2, E]`` tensor, with no
+    ``edge_attr``, ``size`` absent or square, float32/float64 features and
+    ``return_attention_weights`` unset or ``False``; any other call (and a module
+    with explain mode or message-passing hooks) runs ``GATConv.forward``. Attention
+    dropout draws its mask in ``GATConv``'s edge order, so both layers give the same
+    result under the same random seed.
+
+    Args:
+        *args, **kwargs: Exactly those of :class:`~torch_geometric.nn.conv.GATConv`.
+
+    Shapes:
+        - **input:** node features :math:`(N, F_{in})`, edge indices :math:`(2, E)`
+        - **output:** :math:`(N, H \cdot C)` with ``concat=True``, else :math:`(N, C)`
+    """
+
+    _csr_cache: list[tuple[Tensor, int, tuple[int, bool], CSRGraph]] | None = None
+
+    def forward(
+        self,
+        x: Any,
+        edge_index: Any,
+        edge_attr: Tensor | None = None,
+        size: Any = None,
+        return_attention_weights: bool | None = None,
+    ) -> Any:
+        if not self.supports(x, edge_index, edge_attr, size, return_attention_weights):
+            return super().forward(
+                x, edge_index, edge_attr, size, return_attention_weights
+            )
+        H, C = self.heads, self.out_channels
+        graph = self.csr_graph(edge_index, x.size(0))
+
+        if self.lin is not None:
+            h_src = h_dst = self.lin(x).view(-1, H, C)
+        else:
+            h_src = self.lin_src(x).view(-1, H, C)
+            h_dst = self.lin_dst(x).view(-1, H, C)
+        a_src = (h_src * self.att_src).sum(dim=-1)
+        a_dst = (h_dst * self.att_dst).sum(dim=-1)
+
+        logits = a_src.index_select(0, graph.col) + a_dst.index_select(0, graph.row)
+        logits = F.leaky_relu(logits, self.negative_slope)
+        alpha = softmax(logits, graph.row, num_nodes=graph.num_nodes)
+        if self.training and self.dropout > 0:
+            alpha = alpha * self._dropout_mask(alpha, graph)
+
+        out = attention_spmm(alpha, h_src, graph)
+        out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
+        if self.res is not None:
+            out = out + self.res(x)
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def supports(
+        self,
+        x: Any,
+        edge_index: Any,
+        edge_attr: Tensor | None = None,
+        size: Any = None,
+        return_attention_weights: bool | None = None,
+    ) -> bool:
+        """Whether :meth:`forward` takes the fused path for these arguments."""
+        if not (isinstance(x, Tensor) and x.dim() == 2):
+            return False
+        if x.dtype not in (torch.float32, torch.float64):
+            return False
+        if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided:
+            return False
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            return False
+        if edge_attr is not None or return_attention_weights:
+            return False
+        if size is not None and tuple(size) != (x.size(0), x.size(0)):
+            return False
+        if self.explain:
+            return False
+        return not any(getattr(self, name) for name in _HOOKS)
+
+    def csr_graph(self, edge_index: Tensor, num_nodes: int) -> CSRGraph:
+        """The CSR structure of ``edge_index``, cached for the last few graphs seen.
+
+        An entry is reused when the same tensor (unmodified) or an equal one is
+        passed again with the same number of nodes and self-loop setting; several
+        entries are kept so that one layer can alternate between graphs (e.g. the
+        two KGs of an alignment pair).
+        """
+        key = (num_nodes, self.add_self_loops)
+        entries = self._csr_cache or []
+        for i, (ref, version, entry_key, graph) in enumerate(entries):
+            if entry_key != key or ref._version != version:
+                continue  # another graph, or modified in place since
+            if ref is edge_index or (
+                ref.shape == edge_index.shape
+                and ref.device == edge_index.device
+                and torch.equal(ref, edge_index)
+            ):
+                self._csr_cache = [entries[i], *entries[:i], *entries[i + 1 :]]
+                return graph
+        graph = build_csr_graph(
+            edge_index, num_nodes, add_self_loops=self.add_self_loops
+        )
+        entry = (edge_index, edge_index._version, key, graph)
+        self._csr_cache = [entry, *entries][:CSR_CACHE_SIZE]
+        return graph
+
+    def _dropout_mask(self, alpha: Tensor, graph: CSRGraph) -> Tensor:
+        # Drawn in GATConv's edge order, then permuted to the CSR order.
+        mask = F.dropout(torch.ones_like(alpha), p=self.dropout, training=True)
+        return mask[graph.perm]

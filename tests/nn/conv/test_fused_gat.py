@@ -1,0 +1,245 @@
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch_geometric.nn import GATConv
+
+from almea_pyg.nn.conv import FusedGATConv
+
+NUM_NODES = 12
+
+
+def _graph() -> torch.Tensor:
+    """Random edges among nodes 0..9 plus self-loops and duplicates; 10, 11 isolated."""
+    gen = torch.Generator().manual_seed(0)
+    edges = torch.randint(0, 10, (2, 30), generator=gen)
+    loops = torch.tensor([[3, 7], [3, 7]])
+    return torch.cat([edges, loops, edges[:, :5]], dim=1)
+
+
+def _pair(*args, dtype=torch.float64, **kwargs) -> tuple[GATConv, FusedGATConv]:
+    torch.manual_seed(1)
+    ref = GATConv(*args, **kwargs).to(dtype)
+    with torch.no_grad():  # non-zero bias, sharper attention
+        for param in ref.parameters():
+            param.uniform_(-1.0, 1.0)
+    fused = FusedGATConv(*args, **kwargs).to(dtype)
+    fused.load_state_dict(ref.state_dict())
+    return ref, fused
+
+
+def _run(conv, x, *args, **kwargs):
+    x = x.detach().clone().requires_grad_()
+    out = conv(x, *args, **kwargs)
+    out = out[0] if isinstance(out, tuple) else out
+    grad = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+    out.backward(grad)
+    grads = {"x": x.grad, **{n: p.grad for n, p in conv.named_parameters()}}
+    return out, grads
+
+
+def _assert_same(ref, fused, x, *args, atol=1e-5, rtol=0.0, **kwargs):
+    out_ref, grads_ref = _run(ref, x, *args, **kwargs)
+    out, grads = _run(fused, x, *args, **kwargs)
+    torch.testing.assert_close(out, out_ref, atol=atol, rtol=rtol)
+    assert grads.keys() == grads_ref.keys()
+    for name, grad in grads_ref.items():
+        if grad is None:  # e.g. lin_edge without edge_attr
+            assert grads[name] is None, name
+        else:
+            torch.testing.assert_close(
+                grads[name], grad, atol=atol, rtol=rtol, msg=name
+            )
+    assert grads["x"] is not None and grads["att_src"] is not None
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+@pytest.mark.parametrize("concat", [True, False])
+@pytest.mark.parametrize("add_self_loops", [True, False])
+def test_matches_gatconv(heads, concat, add_self_loops):
+    ref, fused = _pair(6, 4, heads=heads, concat=concat, add_self_loops=add_self_loops)
+    x = torch.randn(NUM_NODES, 6, dtype=torch.float64)
+    assert fused.supports(x, _graph())
+    _assert_same(ref, fused, x, _graph())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"negative_slope": 0.5},
+        {"bias": False},
+        {"residual": True, "heads": 2},
+        {"edge_dim": 3},
+    ],
+)
+def test_matches_gatconv_options(kwargs):
+    ref, fused = _pair(6, 4, **kwargs)
+    _assert_same(ref, fused, torch.randn(NUM_NODES, 6, dtype=torch.float64), _graph())
+
+
+def test_matches_gatconv_separate_source_and_target_weights():
+    ref, fused = _pair((6, 6), 4, heads=2)
+    assert ref.lin is None
+    _assert_same(ref, fused, torch.randn(NUM_NODES, 6, dtype=torch.float64), _graph())
+
+
+def test_matches_gatconv_float32_larger_graph():
+    gen = torch.Generator().manual_seed(2)
+    edge_index = torch.randint(0, 300, (2, 4000), generator=gen)
+    ref, fused = _pair(32, 16, heads=2, dtype=torch.float32)
+    x = torch.randn(300, 32, generator=gen)
+    # float32 sums over 4000 edges: gradients up to ~400 agree to ~1e-6 relative.
+    _assert_same(ref, fused, x, edge_index, atol=1e-4, rtol=1e-5)
+
+
+def test_no_edges():
+    ref, fused = _pair(6, 4, add_self_loops=False)
+    empty = torch.empty(2, 0, dtype=torch.long)
+    _assert_same(ref, fused, torch.randn(5, 6, dtype=torch.float64), empty)
+
+
+def test_dropout_matches_gatconv_under_same_seed():
+    ref, fused = _pair(6, 4, heads=2, dropout=0.5)
+    x = torch.randn(NUM_NODES, 6, dtype=torch.float64)
+    torch.manual_seed(3)
+    out_ref, grads_ref = _run(ref, x, _graph())
+    torch.manual_seed(3)
+    out, grads = _run(fused, x, _graph())
+    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=0)
+    for name, grad in grads_ref.items():
+        torch.testing.assert_close(grads[name], grad, atol=1e-5, rtol=0, msg=name)
+    fused.eval()
+    assert not torch.allclose(out, fused(x, _graph()))
+
+
+def test_dropout_is_a_no_op_in_eval_mode():
+    ref, fused = _pair(6, 4, heads=2)
+    _, fused_dropout = _pair(6, 4, heads=2, dropout=0.5)
+    fused.eval()
+    fused_dropout.eval()
+    x = torch.randn(NUM_NODES, 6, dtype=torch.float64)
+    out = fused_dropout(x, _graph())
+    assert torch.equal(out, fused_dropout(x, _graph()))
+    assert torch.equal(out, fused(x, _graph()))
+
+
+def test_deterministic():
+    _, fused = _pair(6, 4, heads=2, dtype=torch.float32)
+    x = torch.randn(NUM_NODES, 6)
+    out_a, grads_a = _run(fused, x, _graph())
+    fused.zero_grad()
+    out_b, grads_b = _run(fused, x, _graph())
+    assert torch.equal(out_a, out_b)
+    assert all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a)
+
+
+def test_no_edge_by_feature_tensor():
+    """No op output of the fused layer has E * C elements (GATConv's do)."""
+
+    class MaxNumel(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.numel = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor) and t.layout == torch.strided:
+                    self.numel = max(self.numel, t.numel())
+            return out
+
+    num_nodes, channels = 40, 16
+    edge_index = torch.randint(0, num_nodes, (2, 2000))
+    ref, fused = _pair(channels, channels, dtype=torch.float32)
+    x = torch.randn(num_nodes, channels, requires_grad=True)
+    peaks = []
+    for conv in (ref, fused):
+        with MaxNumel() as mode:
+            conv(x, edge_index).sum().backward()
+        peaks.append(mode.numel)
+    num_edges = fused.csr_graph(edge_index, num_nodes).num_edges
+    assert peaks[0] >= num_edges * channels > peaks[1]
+
+
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks")
+@pytest.mark.parametrize(
+    "call",
+    ["edge_attr", "attention_weights", "bipartite", "sparse", "hook"],
+)
+def test_falls_back_to_gatconv(call):
+    edge_dim = 3 if call == "edge_attr" else None
+    ref, fused = _pair(6, 4, heads=2, edge_dim=edge_dim)
+    edge_index = _graph()
+    x = torch.randn(NUM_NODES, 6, dtype=torch.float64)
+    kwargs = {}
+    if call == "edge_attr":
+        kwargs["edge_attr"] = torch.randn(edge_index.size(1), 3, dtype=torch.float64)
+    elif call == "attention_weights":
+        kwargs["return_attention_weights"] = True
+    elif call == "bipartite":
+        x = (x, x[:7])
+        edge_index = edge_index[:, edge_index[1] < 7]
+    elif call == "sparse":
+        edge_index = torch.sparse_coo_tensor(
+            edge_index, torch.ones(edge_index.size(1)), (12, 12), check_invariants=True
+        ).coalesce()
+    elif call == "hook":
+        calls = []
+        for conv in (ref, fused):
+            conv.register_propagate_forward_hook(lambda *args: calls.append(1))
+    assert not fused.supports(x, edge_index, **kwargs)
+    if isinstance(x, tuple):
+        out_ref, out = ref(x, edge_index), fused(x, edge_index)
+        torch.testing.assert_close(out, out_ref)
+    else:
+        _assert_same(ref, fused, x, edge_index, **kwargs)
+    if call == "hook":
+        assert len(calls) == 2
+
+
+def test_supports_only_square_size():
+    _, fused = _pair(6, 4)
+    x = torch.randn(NUM_NODES, 6, dtype=torch.float64)
+    assert fused.supports(x, _graph(), size=(NUM_NODES, NUM_NODES))
+    assert not fused.supports(x, _graph(), size=(NUM_NODES, NUM_NODES - 2))
+    assert not fused.supports(x.to(torch.bfloat16), _graph())
+
+
+def test_fused_path_does_not_propagate(monkeypatch):
+    _, fused = _pair(6, 4)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("propagate called")
+
+    monkeypatch.setattr(fused, "propagate", fail)
+    out = fused(torch.randn(NUM_NODES, 6, dtype=torch.float64), _graph())
+    assert out.shape == (NUM_NODES, 4)
+
+
+def test_csr_cache():
+    _, fused = _pair(6, 4)
+    edge_index = _graph()
+    other = torch.randint(0, NUM_NODES, (2, 20))
+    graph = fused.csr_graph(edge_index, NUM_NODES)
+    assert fused.csr_graph(edge_index, NUM_NODES) is graph
+    assert fused.csr_graph(edge_index.clone(), NUM_NODES) is graph
+    other_graph = fused.csr_graph(other, NUM_NODES)
+    assert fused.csr_graph(edge_index, NUM_NODES) is graph  # both graphs cached
+    assert fused.csr_graph(other, NUM_NODES) is other_graph
+    assert fused.csr_graph(edge_index, NUM_NODES + 1) is not graph
+    fused.add_self_loops = False
+    assert fused.csr_graph(edge_index, NUM_NODES).num_edges == edge_index.size(1)
+    edge_index[0, 0] = (edge_index[0, 0] + 1) % NUM_NODES
+    # An equal copy of the modified tensor must not hit the stale entry.
+    rebuilt = fused.csr_graph(edge_index.clone(), NUM_NODES)
+    assert torch.equal(
+        torch.sort(rebuilt.row * NUM_NODES + rebuilt.col).values,
+        torch.sort(edge_index[1] * NUM_NODES + edge_index[0]).values,
+    )
+    assert "_csr_cache" not in str(fused.state_dict().keys())
+
+
+def test_same_parameters_and_repr():
+    ref, fused = _pair(6, 4, heads=2)
+    assert isinstance(fused, GATConv)
+    assert list(fused.state_dict()) == list(ref.state_dict())
+    assert repr(fused) == "FusedGATConv(6, 4, heads=2)"
