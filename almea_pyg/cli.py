@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from almea_pyg.active.loop import ActiveLearner, ActiveLearningConfig
 from almea_pyg.train.experiment import (
     PAPER_SCHEDULE,
     VARIANTS,
@@ -17,6 +18,7 @@ from almea_pyg.train.experiment import (
     prepare_pair,
     run_experiment,
 )
+from almea_pyg.train.trainer import Trainer
 
 log = logging.getLogger("almea_pyg")
 
@@ -58,6 +60,33 @@ def add_train_arguments(
         "--no-impute", action="store_true", help="no imputation at inference"
     )
     parser.add_argument("--no-progress", action="store_true")
+    active = parser.add_argument_group("active learning (on with --rounds > 0)")
+    active.add_argument("--rounds", type=int, default=0, help="T_r (paper: 5)")
+    active.add_argument("--interval", type=int, default=50, help="T_inter epochs")
+    active.add_argument(
+        "--budget",
+        type=float,
+        default=0.01,
+        help="per round: fraction of links or count",
+    )
+    active.add_argument(
+        "--strategy", default="ds3", help="ds3, random, uncertainty, ..."
+    )
+    active.add_argument("--alpha", type=float, help="DS3 sparsification factor")
+    active.add_argument(
+        "--threshold", type=float, help="ask only pairs scoring >= this"
+    )
+    active.add_argument(
+        "--oracle", choices=["simulated", "pseudo", "human"], default="simulated"
+    )
+    active.add_argument(
+        "--transductive",
+        action="store_true",
+        help="let test entities into the pool (the paper's code; leaks with simulated)",
+    )
+    active.add_argument(
+        "--resume", action="store_true", help="continue from --output/checkpoint.pt"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -80,7 +109,24 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         lr=args.lr,
         batch_size=args.batch_size,
         model=model,
+        active=active_config_from_args(args),
         progress=not args.no_progress,
+    )
+
+
+def active_config_from_args(args: argparse.Namespace) -> ActiveLearningConfig | None:
+    if not args.rounds:
+        return None
+    kwargs = {"alpha": args.alpha} if args.alpha is not None else {}
+    return ActiveLearningConfig(
+        interval=args.interval,
+        rounds=args.rounds,
+        budget=args.budget,
+        threshold=args.threshold,
+        strategy=args.strategy,
+        strategy_kwargs=kwargs,
+        oracle=args.oracle,
+        transductive=args.transductive,
     )
 
 
@@ -101,10 +147,56 @@ def format_metrics(result: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    result = run_experiment(config_from_args(args))
+    config = config_from_args(args)
+    if args.resume:
+        if not args.output:
+            raise ValueError("--resume needs the run's --output directory")
+        config = stored_config(Path(args.output))
+        config.progress = not args.no_progress
+    result = run_experiment(config, resume=args.resume)
+    if result["status"] == "labels_pending":
+        done = len(result["rounds"]) - 1
+        print(
+            f"round {done + 1}: labels requested in "
+            f"{Path(args.output) / f'labels_round{done + 1}.csv'}; fill the label "
+            f"column (yes/no), run `almea-pyg label import FILE --run {args.output}`, "
+            f"then `almea-pyg train --resume --output {args.output}`"
+        )
+        return
+    for row in result["rounds"]:
+        print(
+            f"round {row['round']}: asked {row['asked']}, correct {row['correct']}, "
+            f"labelled {row['labelled']}, Hits@1 {row['hits@1']:.2f}, "
+            f"MRR {row['mrr']:.2f}"
+        )
     print(format_metrics(result))
     if args.output:
         print(f"results: {Path(args.output) / 'result.json'}")
+
+
+def stored_config(run: Path) -> ExperimentConfig:
+    """The configuration a run stored in its ``result.json`` or checkpoint."""
+    result_path = run / "result.json"
+    if not result_path.exists():
+        raise FileNotFoundError(
+            f"{result_path} not found: is {run} a training --output?"
+        )
+    return ExperimentConfig.from_dict(json.loads(result_path.read_text())["config"])
+
+
+def cmd_label_import(args: argparse.Namespace) -> None:
+    run = Path(args.run)
+    config = stored_config(run)
+    pair = prepare_pair(config)
+    trainer = Trainer(build_model(config, pair), pair, progress=False)
+    learner = ActiveLearner(trainer, config.active, output_dir=run, seed=config.seed)
+    learner.load_checkpoint(run / "checkpoint.pt")
+    answer = learner.import_labels(args.file)
+    learner.save_checkpoint()
+    print(
+        f"imported {answer.accepted.size(1)} yes and {answer.rejected.size(1)} no; "
+        f"resume with `almea-pyg train --resume --output {run}`"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -113,14 +205,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from almea_pyg.metrics.ranking import evaluate_alignment
 
     run = Path(args.run)
-    result_path, checkpoint_path = run / "result.json", run / "checkpoint.pt"
-    for path in (result_path, checkpoint_path):
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found: is {run} a training --output?")
-    config = ExperimentConfig(**json.loads(result_path.read_text())["config"])
+    config = stored_config(run)
+    checkpoint_path = run / "checkpoint.pt"
+    if not checkpoint_path.exists():
+        raise FileNotFoundError(f"{checkpoint_path} not found")
     pair = prepare_pair(config)
     model = build_model(config, pair)
-    model.load_state_dict(torch.load(checkpoint_path, weights_only=False)["model"])
+    state = torch.load(checkpoint_path, weights_only=False)
+    model.load_state_dict(state.get("trainer", state)["model"])
     emb_s, emb_t = model.embed(pair)
     metrics = {
         metric: evaluate_alignment(emb_s, emb_t, pair.test_links, metric=metric)
@@ -147,6 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric", nargs="+", choices=["cosine", "csls"], default=["cosine", "csls"]
     )
     evaluate.set_defaults(func=cmd_evaluate)
+    label = sub.add_parser("label", help="label files of a human-oracle run")
+    label_sub = label.add_subparsers(dest="label_command", required=True)
+    label_import = label_sub.add_parser(
+        "import", parents=[common], help="validate a filled label file and store it"
+    )
+    label_import.add_argument("file", help="the filled labels_roundN.csv")
+    label_import.add_argument(
+        "--run", required=True, help="the run's --output directory"
+    )
+    label_import.set_defaults(func=cmd_label_import)
     return parser
 
 

@@ -9,8 +9,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def shared_mmkg_dir() -> Path | None:
-    """``$ALMEA_MMKG_DIR`` or ``../shared/data/mmkg`` beside the checkout, if present."""
-    candidates = [os.environ.get("ALMEA_MMKG_DIR"), ROOT.parent / "shared" / "data" / "mmkg"]
+    """``$ALMEA_MMKG_DIR`` or ``../shared/data/mmkg`` beside the checkout, if any."""
+    candidates = [
+        os.environ.get("ALMEA_MMKG_DIR"),
+        ROOT.parent / "shared" / "data" / "mmkg",
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "FB15K").is_dir():
             return Path(candidate)
@@ -19,8 +22,8 @@ def shared_mmkg_dir() -> Path | None:
 
 @pytest.fixture(scope="session")
 def mmkg_dir() -> Path:
-    """The real FB15K/DB15K/YAGO15K directory (mmkb layout); skips the test if absent."""
+    """The real FB15K/DB15K/YAGO15K directory (mmkb layout); skips if absent."""
     path = shared_mmkg_dir()
     if path is None:
-        pytest.skip("real MMKG data not found (set ALMEA_MMKG_DIR or provide ../shared/data/mmkg)")
+        pytest.skip("no real MMKG data (set ALMEA_MMKG_DIR or add ../shared/data/mmkg)")
     return path

@@ -45,6 +45,12 @@ def modality_mask(kg: HeteroData, name: str) -> Tensor:
     return torch.ones(store.num_nodes, dtype=torch.bool, device=store[key].device)
 
 
+def link_keys(links: Tensor, num_targets: int) -> Tensor:
+    """One integer per link ``(s, t)``: ``s * num_targets + t``, for set operations
+    such as ``torch.isin`` on links."""
+    return links[0] * num_targets + links[1]
+
+
 def _kg_stats(kg: HeteroData) -> str:
     parts = [f"entities={kg[ENTITY].num_nodes}"]
     if RELATION_EDGE in kg.edge_types:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from almea_pyg.active.loop import ActiveLearner, ActiveLearningConfig
 from almea_pyg.data.pair import MMKGPair
 from almea_pyg.models import ALMEA
 from almea_pyg.train.trainer import Trainer
@@ -65,7 +66,16 @@ class ExperimentConfig:
     lr: float = 1e-3
     batch_size: int = 3500
     model: dict[str, Any] = field(default_factory=dict)
+    active: ActiveLearningConfig | None = None
     progress: bool = True
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> ExperimentConfig:
+        """Inverse of :func:`dataclasses.asdict` (as stored in ``result.json``)."""
+        state = dict(state)
+        if state.get("active") is not None:
+            state["active"] = ActiveLearningConfig(**state["active"])
+        return cls(**state)
 
     def resolved_epochs(self) -> int:
         if self.epochs is not None:
@@ -125,8 +135,13 @@ def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
-    """Train and evaluate one configuration; write ``result.json`` into ``output``."""
+def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Train and evaluate one configuration; write ``result.json`` into ``output``.
+
+    With ``config.active`` (rounds > 0), the warm-up is ``epochs`` and active
+    learning follows; ``resume`` continues from ``output/checkpoint.pt``. A run
+    whose human oracle awaits labels returns with ``status: labels_pending``.
+    """
     if config.variant not in VARIANTS:
         raise ValueError(
             f"unknown variant {config.variant!r}: one of {sorted(VARIANTS)}"
@@ -147,32 +162,65 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
         progress=config.progress,
     )
     epochs = config.resolved_epochs()
+    active = (
+        config.active if config.active is not None and config.active.rounds else None
+    )
+    learner = None
+    checkpoint = Path(config.output) / "checkpoint.pt" if config.output else None
+    if active is not None:
+        active.warmup = epochs
+        learner = ActiveLearner(
+            trainer, active, output_dir=config.output, seed=config.seed
+        )
+    if resume:
+        if checkpoint is None or not checkpoint.exists():
+            raise FileNotFoundError(f"nothing to resume: {checkpoint} not found")
+        (learner or trainer).load_checkpoint(checkpoint)
     start = time.perf_counter()
-    trainer.fit(epochs)
+    if learner is not None:
+        learner.run()
+    else:
+        trainer.fit(epochs - trainer.epoch)
     train_seconds = time.perf_counter() - start
+    status = learner.status if learner is not None else "done"
     metrics = {metric: trainer.evaluate(metric=metric) for metric in ("cosine", "csls")}
+    if model.lsl is not None:
+        # The other imputation setting, to keep measuring which default is right.
+        model.impute_missing = not model.impute_missing
+        metrics[f"csls_impute_{model.impute_missing}".lower()] = trainer.evaluate()
+        model.impute_missing = not model.impute_missing
     epoch_seconds = [row["seconds"] for row in trainer.history]
     result = {
+        "status": status,
         "protocol": {
             "dataset": config.dataset,
             "data": DATA_NOTES.get(config.dataset, config.dataset),
             "seed_ratio": config.seed_ratio,
             "seed": config.seed,
-            "epochs": epochs,
+            "epochs": trainer.epoch,
+            "warmup_epochs": epochs,
             "variant": config.variant,
             "modalities": model.modalities,
-            "active_learning": False,
-            "oracle": None,
-            "test_links_in_pool": False,
+            "impute_missing": model.impute_missing if model.lsl is not None else None,
+            "active_learning": active is not None,
+            "strategy": active.strategy if active else None,
+            "oracle": active.oracle if active else None,
+            "rounds": active.rounds if active else 0,
+            "budget_per_round": (
+                active.budget_count(pair.links.size(1)) if active else 0
+            ),
+            "test_links_in_pool": bool(active and active.transductive),
+            "test_links_removed": learner.test_links_removed if learner else 0,
             "train_links": pair.train_links.size(1),
             "test_links": pair.test_links.size(1),
         },
         "metrics": metrics,
+        "rounds": learner.rounds if learner is not None else [],
         "timing": {
             "train_seconds": train_seconds,
-            "seconds_per_epoch": statistics.mean(epoch_seconds)
-            if epoch_seconds
-            else None,
+            "seconds_per_epoch": (
+                statistics.mean(epoch_seconds) if epoch_seconds else None
+            ),
             "seconds_per_epoch_median": (
                 statistics.median(epoch_seconds) if epoch_seconds else None
             ),
@@ -187,9 +235,22 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     if config.output is not None:
         out = Path(config.output)
         out.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(out / "checkpoint.pt")
+        (learner or trainer).save_checkpoint(checkpoint)
+        write_labelled_links(trainer, out / "labelled_links.tsv")
         write_json(result, out / "result.json")
     return result
+
+
+def write_labelled_links(trainer: Trainer, path: str | os.PathLike) -> None:
+    """The seed links (initial and learned), by original identifiers, as TSV."""
+    from almea_pyg.active.labels import entity_ids
+
+    src, tgt = entity_ids(trainer.pair.source), entity_ids(trainer.pair.target)
+    lines = [f"{src[s]}\t{tgt[t]}" for s, t in trainer.train_links.t().tolist()]
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from almea_pyg.data.pair import MMKGPair
+from almea_pyg.data.pair import MMKGPair, link_keys
 from almea_pyg.metrics.ranking import evaluate_alignment
 from almea_pyg.typing import SimilarityMetric
 
@@ -100,7 +100,11 @@ class Trainer:
     def add_train_links(self, links: Tensor) -> int:
         """Add seed links ``(2, n)`` (duplicates ignored); returns how many were new."""
         links = links.to(self.train_links.device)
-        new = torch.unique(links[:, ~_contains(self.train_links, links)], dim=1)
+        num_targets = self.pair.num_entities[1]
+        known = torch.isin(
+            link_keys(links, num_targets), link_keys(self.train_links, num_targets)
+        )
+        new = torch.unique(links[:, ~known], dim=1)
         self.train_links = torch.cat([self.train_links, new], dim=1)
         return new.size(1)
 
@@ -200,12 +204,3 @@ class Trainer:
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         self.load_state_dict(torch.load(path, weights_only=False))
-
-
-def _contains(haystack: Tensor, needles: Tensor) -> Tensor:
-    """Bool ``(n,)``: which columns of ``needles`` are columns of ``haystack``."""
-    if haystack.size(1) == 0:
-        return torch.zeros(needles.size(1), dtype=torch.bool, device=needles.device)
-    width = int(max(haystack.max(), needles.max())) + 1
-    keys = haystack[0] * width + haystack[1]
-    return torch.isin(needles[0] * width + needles[1], keys)

@@ -1,0 +1,303 @@
+"""The active-learning loop (Algorithm 2 of the paper) with resumable rounds."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from almea_pyg.active.labels import read_labels, write_label_request
+from almea_pyg.active.oracles import (
+    HumanOracle,
+    Oracle,
+    OracleAnswer,
+    OracleName,
+    PseudoOracle,
+    SimulatedOracle,
+)
+from almea_pyg.data.pair import link_keys
+from almea_pyg.train.trainer import Trainer, atomic_save
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActiveLearningConfig:
+    """The schedule and choices of an active-learning run (Table 9 defaults).
+
+    Attributes:
+        warmup: Epochs before the first round (``T_warm``).
+        interval: Epochs of training after each round (``T_inter``).
+        rounds: Number of rounds (``T_r``).
+        budget: Pairs asked per round: a fraction of all links if below 1,
+            else a count. (default: 1 % of the links)
+        threshold: Only ask pairs whose similarity score reaches this (``τ``).
+        strategy: Acquisition strategy name (see :mod:`almea_pyg.select`).
+        strategy_kwargs: Keyword arguments of the strategy (e.g. ``alpha``).
+        oracle: ``"simulated"``, ``"pseudo"`` or ``"human"``.
+        transductive: Let test entities into the pool (the paper's code). Off:
+            test entities never enter the pool, so no test link is revealed.
+    """
+
+    warmup: int = 500
+    interval: int = 50
+    rounds: int = 5
+    budget: float = 0.01
+    threshold: float | None = None
+    strategy: str = "ds3"
+    strategy_kwargs: dict[str, Any] = field(default_factory=dict)
+    oracle: OracleName = "simulated"
+    transductive: bool = False
+
+    def budget_count(self, num_links: int) -> int:
+        return (
+            int(self.budget)
+            if self.budget >= 1
+            else max(1, round(self.budget * num_links))
+        )
+
+
+def make_oracle(name: OracleName, trainer: Trainer) -> Oracle:
+    pair = trainer.pair
+    if name == "simulated":
+        return SimulatedOracle(pair.links, pair.num_entities[1])
+    if name == "pseudo":
+        return PseudoOracle()
+    if name == "human":
+        return HumanOracle()
+    raise ValueError(f"unknown oracle {name!r}: simulated, pseudo or human")
+
+
+def degrees(kg_edge_index: Tensor, num_nodes: int) -> Tensor:
+    """Undirected degree of every entity (for the ``"degree"`` strategy)."""
+    return torch.bincount(kg_edge_index.flatten(), minlength=num_nodes)
+
+
+class ActiveLearner:
+    r"""Runs the rounds of Algorithm 2 on a :class:`~almea_pyg.train.Trainer`:
+    warm-up training, then per round: embeddings, a strategy's selection among
+    the pool, the oracle's answers, the accepted pairs as new seed links, and
+    ``interval`` more epochs, with an evaluation and a checkpoint after each.
+
+    The pool never holds labelled entities nor pairs already answered "no".
+    Unless ``transductive``, it never holds the entities of test (or validation)
+    links either, so no oracle can reveal a test link. With ``transductive`` and
+    a simulated oracle, revealed test links move from the test set to the seeds,
+    and each round reports how many did.
+
+    Args:
+        trainer (Trainer): The trainer (model, pair, optimiser, seed links).
+        config (ActiveLearningConfig): Schedule, strategy and oracle.
+        output_dir (str, optional): Checkpoints and label files go here.
+        seed (int): Seed of the strategy's randomness. (default: ``0``)
+    """
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        config: ActiveLearningConfig,
+        *,
+        output_dir: str | os.PathLike | None = None,
+        seed: int = 0,
+    ) -> None:
+        from almea_pyg.select import strategy_resolver
+
+        self.trainer = trainer
+        self.config = config
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.strategy = strategy_resolver(config.strategy, **config.strategy_kwargs)
+        self.oracle = make_oracle(config.oracle, trainer)
+        self.generator = torch.Generator().manual_seed(seed)
+        pair = trainer.pair
+        self.num_targets = pair.num_entities[1]
+        self.truth = SimulatedOracle(pair.links, self.num_targets)
+        self.negatives = pair.links.new_empty(2, 0)
+        self.rounds: list[dict[str, Any]] = []
+        self.completed = 0
+        self.pending: dict[str, Tensor] | None = None
+        self.test_links_removed = 0
+        self.source_degree, self.target_degree = (
+            degrees(
+                kg["entity", "relation", "entity"].edge_index, kg["entity"].num_nodes
+            )
+            for kg in (pair.source, pair.target)
+        )
+
+    @property
+    def status(self) -> str:
+        """``"warmup"``, ``"labels_pending"``, ``"running"`` or ``"done"``."""
+        if self.pending is not None and "accepted" not in self.pending:
+            return "labels_pending"
+        if self.completed >= self.config.rounds:
+            return "done"
+        return "warmup" if self.trainer.epoch < self.config.warmup else "running"
+
+    def run(self) -> list[dict[str, Any]]:
+        """Run (or resume) the remaining schedule; returns the per-round records.
+
+        Stops early, with a checkpoint, when a human oracle's labels are pending.
+        """
+        trainer = self.trainer
+        if trainer.epoch < self.config.warmup:
+            trainer.fit(self.config.warmup - trainer.epoch)
+        if not self.rounds:
+            self._record(asked=0, correct=0)
+            self.save_checkpoint()
+        while self.completed < self.config.rounds:
+            if self.pending is None:
+                self._ask()
+                if self.status == "labels_pending":
+                    self.save_checkpoint()
+                    log.warning(
+                        "round %d: labels requested in %s",
+                        self.completed + 1,
+                        self.label_path(self.completed + 1),
+                    )
+                    return self.rounds
+            answer = OracleAnswer(self.pending["accepted"], self.pending["rejected"])
+            asked = self.pending["pairs"].size(1)
+            self.pending = None
+            correct = self._learn(answer)
+            trainer.fit(self.config.interval)
+            self.completed += 1
+            self._record(asked=asked, correct=correct)
+            self.save_checkpoint()
+        return self.rounds
+
+    def pool_exclusions(self) -> tuple[Tensor, Tensor]:
+        """Source and target entities kept out of the pool (beyond the labelled)."""
+        pair = self.trainer.pair
+        if self.config.transductive:
+            empty = pair.links.new_empty(0)
+            return empty, empty
+        held_out = torch.cat([pair.test_links, pair.valid_links], dim=1)
+        return held_out[0], held_out[1]
+
+    def _ask(self) -> None:
+        """Select the round's pairs and put the question to the oracle."""
+        trainer = self.trainer
+        emb_s, emb_t = trainer.model.embed(trainer.pair)
+        budget = self.config.budget_count(trainer.pair.links.size(1))
+        exclude_s, exclude_t = self.pool_exclusions()
+        selection = self.strategy.select(
+            emb_s,
+            emb_t,
+            trainer.train_links,
+            budget + self.negatives.size(1),
+            exclude_source=exclude_s,
+            exclude_target=exclude_t,
+            source_degree=self.source_degree,
+            target_degree=self.target_degree,
+            generator=self.generator,
+        )
+        pairs, scores = selection.pairs, selection.score
+        fresh = ~torch.isin(
+            link_keys(pairs, self.num_targets),
+            link_keys(self.negatives, self.num_targets),
+        )
+        if self.config.threshold is not None:
+            fresh &= scores >= self.config.threshold
+        pairs, scores = pairs[:, fresh][:, :budget], scores[fresh][:budget]
+        self.pending = {"pairs": pairs, "scores": scores}
+        if isinstance(self.oracle, HumanOracle):
+            write_label_request(
+                self.label_path(self.completed + 1),
+                trainer.pair,
+                pairs,
+                scores,
+                self.completed + 1,
+            )
+            return
+        answer = self.oracle.answer(pairs)
+        self.pending.update(accepted=answer.accepted, rejected=answer.rejected)
+
+    def import_labels(self, path: str | os.PathLike) -> OracleAnswer:
+        """Validate a filled label file against the pending round and keep its answers.
+
+        Nothing changes if the file is rejected.
+        """
+        if self.pending is None:
+            raise ValueError("no round is waiting for labels")
+        answer = read_labels(path, self.trainer.pair, asked=self.pending["pairs"])
+        self.pending.update(accepted=answer.accepted, rejected=answer.rejected)
+        return answer
+
+    def _learn(self, answer: OracleAnswer) -> int:
+        """Add accepted pairs as seeds, remember rejected ones; count true pairs."""
+        trainer = self.trainer
+        pair = trainer.pair
+        accepted = answer.accepted
+        correct_mask = torch.isin(
+            link_keys(accepted, self.num_targets), self.truth.keys
+        )
+        asked_true = int(correct_mask.sum())
+        if self.config.transductive and isinstance(self.oracle, SimulatedOracle):
+            test_keys = link_keys(pair.test_links, self.num_targets)
+            revealed = torch.isin(test_keys, link_keys(accepted, self.num_targets))
+            pair.test_links = pair.test_links[:, ~revealed]
+            self.test_links_removed += int(revealed.sum())
+        trainer.add_train_links(accepted)
+        self.negatives = torch.cat([self.negatives, answer.rejected], dim=1)
+        return asked_true
+
+    def _record(self, *, asked: int, correct: int) -> None:
+        metrics = self.trainer.evaluate()
+        self.rounds.append(
+            {
+                "round": self.completed,
+                "epoch": self.trainer.epoch,
+                "asked": asked,
+                "correct": correct,
+                "labelled": self.trainer.train_links.size(1),
+                "negatives": self.negatives.size(1),
+                "test_links": self.trainer.pair.test_links.size(1),
+                **metrics,
+            }
+        )
+        log.info("round %d: %s", self.completed, self.rounds[-1])
+
+    def label_path(self, round: int) -> Path:
+        if self.output_dir is None:
+            raise ValueError("a human oracle needs an output_dir for its label files")
+        return self.output_dir / f"labels_round{round}.csv"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "trainer": self.trainer.state_dict(),
+            "config": asdict(self.config),
+            "negatives": self.negatives,
+            "rounds": self.rounds,
+            "completed": self.completed,
+            "pending": self.pending,
+            "generator": self.generator.get_state(),
+            "test_links": self.trainer.pair.test_links,
+            "test_links_removed": self.test_links_removed,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.trainer.load_state_dict(state["trainer"])
+        self.negatives = state["negatives"]
+        self.rounds = state["rounds"]
+        self.completed = state["completed"]
+        self.pending = state["pending"]
+        self.generator.set_state(state["generator"])
+        self.trainer.pair.test_links = state["test_links"]
+        self.test_links_removed = state["test_links_removed"]
+
+    def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path | None:
+        """Checkpoint everything (atomically) to ``path`` or ``output_dir``."""
+        if path is None:
+            if self.output_dir is None:
+                return None
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            path = self.output_dir / "checkpoint.pt"
+        atomic_save(self.state_dict(), path)
+        return Path(path)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        self.load_state_dict(torch.load(path, weights_only=False))

@@ -1,0 +1,136 @@
+"""DS3 acquisition from embeddings: pool → A, D → DS3 → confident representatives."""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from almea_pyg.metrics.similarity import DEFAULT_CHUNK_SIZE
+from almea_pyg.select.dissimilarity import (
+    DEFAULT_SIGMA,
+    dissimilarity_matrix,
+    diversity_scores,
+    pair_embeddings,
+)
+from almea_pyg.select.ds3 import DS3Result, ds3
+from almea_pyg.select.pool import CandidatePool, candidate_pool, merge_indices
+from almea_pyg.typing import SimilarityMetric
+
+
+@dataclass
+class DS3Acquisition:
+    """Everything :func:`ds3_acquire` computed, for inspection and plots.
+
+    Attributes:
+        source_index, target_index, score: The selected pairs, most confident first.
+        pool: The candidate pool ``Q_sorted``.
+        diversity: The diversity scores ``D`` of the pool, ``(K,)``.
+        result: The :class:`~almea_pyg.select.ds3.DS3Result` on the pool.
+    """
+
+    source_index: Tensor
+    target_index: Tensor
+    score: Tensor
+    pool: CandidatePool
+    diversity: Tensor
+    result: Optional[DS3Result]
+
+
+def ds3_acquire(
+    source_emb: Tensor,
+    target_emb: Tensor,
+    labelled: Tensor,
+    budget: int,
+    *,
+    alpha: float = 0.35,
+    sigma: float = DEFAULT_SIGMA,
+    tau: Optional[float] = None,
+    prune: Optional[float] = None,
+    metric: SimilarityMetric = "cosine",
+    csls_k: int = 3,
+    exclude_source: Optional[Tensor] = None,
+    exclude_target: Optional[Tensor] = None,
+    normalize: bool = True,
+    rho: float = 0.1,
+    max_iter: int = 1000,
+    tol: float = 1e-7,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> DS3Acquisition:
+    """Select up to ``budget`` pairs to label with DS3 (Section 3.3, SPEC §6).
+
+    1. ``Q``: mutual nearest neighbours between the unlabelled (and not excluded)
+       entities, most confident first, optionally pruned to a top fraction.
+    2. ``A`` (Eq. 5) and ``D`` (Eqs. 6-7) from the (L2-normalised) pair embeddings.
+    3. :func:`~almea_pyg.select.ds3.ds3` on ``A`` with row weights ``D``.
+    4. Among the representatives, the most confident pairs (optionally only those
+       with score ``≥ τ``), up to ``budget``.
+
+    Args:
+        source_emb: Source entity embeddings.
+        target_emb: Target entity embeddings.
+        labelled: Labelled pairs ``[2, L]``; their entities leave the pool.
+        budget: Maximum number of pairs.
+        alpha: Sparsification factor of DS3. (default: ``0.35``)
+        sigma: Upper end σ of the diversity scores. (default: ``3.0``)
+        tau: Confidence threshold on the pair score. (default: ``None``)
+        prune: Keep this top fraction of the pool (App. B.6). (default: ``None``)
+        metric: ``"cosine"`` or ``"csls"``. (default: ``"cosine"``)
+        csls_k: Neighbourhood size of CSLS. (default: ``3``)
+        exclude_source: More source indices to leave out (e.g. test entities).
+        exclude_target: More target indices to leave out.
+        normalize: L2-normalise embeddings before Eqs. 5-6. (default: ``True``)
+        rho: ADMM penalty. (default: ``0.1``)
+        max_iter: ADMM iteration limit. (default: ``1000``)
+        tol: ADMM tolerance. (default: ``1e-7``)
+        chunk_size: Rows per similarity / distance block.
+
+    Shapes:
+        source_emb: ``(N_s, d)``, target_emb: ``(N_t, d)``, labelled: ``(2, L)``.
+    """
+    if labelled.dim() != 2 or labelled.size(0) != 2:
+        raise ValueError(
+            f"ds3_acquire: labelled must be [2, L], got {tuple(labelled.shape)}"
+        )
+    labelled = labelled.to(device=source_emb.device, dtype=torch.long)
+    pool = candidate_pool(
+        source_emb,
+        target_emb,
+        exclude_source=merge_indices(labelled[0], exclude_source),
+        exclude_target=merge_indices(labelled[1], exclude_target),
+        metric=metric,
+        csls_k=csls_k,
+        prune=prune,
+        chunk_size=chunk_size,
+    )
+    h_s, h_t = pair_embeddings(
+        source_emb,
+        target_emb,
+        pool.source_index,
+        pool.target_index,
+        normalize=normalize,
+    )
+    l_s, l_t = pair_embeddings(
+        source_emb, target_emb, labelled[0], labelled[1], normalize=normalize
+    )
+    diversity = diversity_scores(h_s, h_t, l_s, l_t, sigma=sigma, chunk_size=chunk_size)
+    if len(pool) == 0 or budget == 0:
+        empty = pool.source_index[:0]
+        return DS3Acquisition(empty, empty, pool.score[:0], pool, diversity, None)
+    A = dissimilarity_matrix(h_s, h_t, chunk_size=chunk_size)
+    result = ds3(
+        A, alpha=alpha, row_weights=diversity, rho=rho, max_iter=max_iter, tol=tol
+    )
+    # The pool is sorted by confidence, so a lower position is a more confident pair.
+    chosen = result.representatives.sort().values
+    if tau is not None:
+        chosen = chosen[pool.score[chosen] >= tau]
+    chosen = chosen[:budget]
+    return DS3Acquisition(
+        pool.source_index[chosen],
+        pool.target_index[chosen],
+        pool.score[chosen],
+        pool,
+        diversity,
+        result,
+    )

@@ -1,0 +1,297 @@
+"""DS3: dissimilarity-based sparse subset selection by ADMM (Eq. 8, App. B.3-B.4).
+
+Solves, for one dissimilarity matrix ``A`` or a batch of them,
+
+    min_Z  λ ‖D Z‖_{2,1} + tr(Aᵀ Z)   s.t.  1ᵀ Z = 1ᵀ,  Z ≥ 0,
+
+where ``Z[i, j]`` is how much candidate ``i`` represents candidate ``j`` and ``D`` are
+per-row penalty weights. The ADMM splits ``Z = P`` with the linear term on the ``Z``
+side (SPEC §6.4), in scaled form ``U = μ / ρ``:
+
+- ``V = P − U − A / ρ``; row shrinkage ``Z_i = max(0, 1 − (λ D_i / ρ) / ‖V_i‖₂) V_i``;
+- ``P = Π(Z + U)``, every column projected onto the probability simplex;
+- ``U ← U + Z − P``.
+
+Why it is fast: the projection of a column is ``max(w − θ, 0)`` for one threshold
+``θ``, and the thresholds move little between iterations. Instead of sorting every
+column at every iteration, each iteration starts from the previous thresholds and
+takes ``newton_steps`` Newton (Michelot) steps: the first lands on a lower bound of
+the exact thresholds, and from there each step is exact as soon as a column's support
+stops changing (usually after one or two), at a few elementwise passes per step. The
+projection residual ``mean |1ᵀ P − 1|`` is part of the stopping test, so a problem is
+only declared converged once the thresholds are exact, and the returned ``Z`` is the
+exact projection of the last iterate (columns sum to one, ``Z ≥ 0``). All updates are in
+place on three ``[B, K, K]`` buffers; convergence is checked every ``check_every``
+iterations, which is the only time the loop reads anything back from the device.
+"""
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+#: Rows whose norm reaches this fraction of the largest row norm are representatives.
+REPRESENTATIVE_RATIO = 0.1
+
+
+@dataclass
+class DS3Result:
+    """The output of :func:`ds3`.
+
+    Attributes:
+        Z: The assignment matrix, ``(K, K)`` or ``(B, K, K)``; columns sum to one.
+        representatives: Rows with ``‖Z_i‖ ≥ 0.1 · max_i ‖Z_i‖``, ordered by
+            decreasing row norm: a ``LongTensor`` for one problem, a list of them for
+            a batch.
+        objective: ``λ ‖D Z‖_{2,1} + tr(Aᵀ Z)`` at ``Z``, shape ``()`` or ``(B,)``.
+        num_iterations: ADMM iterations run, shape ``()`` or ``(B,)``.
+        converged: Whether the stopping test passed before ``max_iter``.
+        lam: The λ used, shape ``()`` or ``(B,)``.
+    """
+
+    Z: Tensor
+    representatives: Union[Tensor, list[Tensor]]
+    objective: Tensor
+    num_iterations: Tensor
+    converged: Tensor
+    lam: Tensor
+
+
+def simplex_projection(W: Tensor) -> Tensor:
+    """Exact Euclidean projection of every column of ``W`` onto the probability simplex.
+
+    Sort-free: Newton (Michelot) steps on the column thresholds ``θ`` of
+    ``max(W − θ, 0)``, started from the lower bound ``max(W) − 1``.
+
+    Shapes:
+        W: ``(..., K, N)`` -> same shape, non-negative, every column summing to one.
+    """
+    if W.size(-2) == 0:
+        return W.clone()
+    theta = _newton_threshold(W, W.amax(-2, keepdim=True) - 1)
+    return (W - theta).clamp_min_(0)
+
+
+def _newton_threshold(W: Tensor, theta: Tensor, max_steps: int = 100) -> Tensor:
+    """Exact column thresholds of ``W`` by Newton (Michelot) steps from ``theta``.
+
+    The first step lands on a lower bound; from there the support only shrinks, and
+    the threshold is exact once it stops shrinking (finitely many steps).
+    """
+    previous = None
+    for _ in range(max_steps):
+        P = (W - theta).clamp_min_(0)
+        count = (P > 0).sum(-2, keepdim=True)
+        theta = theta + (P.sum(-2, keepdim=True) - 1) / count.clamp_min(1)
+        if previous is not None and torch.equal(count, previous):
+            break
+        previous = count
+    return theta
+
+
+def _check_input(A: Tensor, row_weights: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    if not isinstance(A, Tensor) or A.dim() not in (2, 3) or A.size(-1) != A.size(-2):
+        shape = tuple(A.shape) if isinstance(A, Tensor) else type(A).__name__
+        raise ValueError(f"ds3: A must be a [K, K] or [B, K, K] tensor, got {shape}")
+    if not A.is_floating_point():
+        raise ValueError(f"ds3: A must be a floating tensor, got {A.dtype}")
+    if not bool(torch.isfinite(A).all()):
+        raise ValueError("ds3: A contains NaN or infinite values")
+    batch, K = (A.size(0) if A.dim() == 3 else 1), A.size(-1)
+    if row_weights is None:
+        return A, A.new_ones(batch, K)
+    row_weights = torch.as_tensor(row_weights, dtype=A.dtype, device=A.device)
+    if row_weights.shape not in ((K,), (batch, K)) or (
+        A.dim() == 2 and row_weights.dim() != 1
+    ):
+        raise ValueError(
+            f"ds3: row_weights must have shape [K] or [B, K] matching A, "
+            f"got {tuple(row_weights.shape)} for A of shape {tuple(A.shape)}"
+        )
+    if not bool(torch.isfinite(row_weights).all()) or bool((row_weights < 0).any()):
+        raise ValueError("ds3: row_weights must be finite and non-negative")
+    return A, row_weights.expand(batch, K)
+
+
+def _batch_lambda(A: Tensor, alpha: float, lam, batch: int) -> Tensor:
+    K = A.size(-1)
+    if lam is None:
+        # App. B.3: λ = α ‖A‖_F / √K, one λ per problem.
+        return alpha * torch.linalg.matrix_norm(A.view(batch, K, K)) / math.sqrt(K)
+    lam = torch.as_tensor(lam, dtype=A.dtype, device=A.device).reshape(-1)
+    if lam.numel() not in (1, batch) or not bool(torch.isfinite(lam).all()):
+        raise ValueError(f"ds3: lam must be a finite scalar or have {batch} entries")
+    if bool((lam < 0).any()):
+        raise ValueError("ds3: lam must be non-negative")
+    return lam.expand(batch).clone()
+
+
+def ds3(
+    A: Tensor,
+    *,
+    alpha: float = 0.35,
+    lam: Union[float, Tensor, None] = None,
+    row_weights: Optional[Tensor] = None,
+    rho: float = 0.1,
+    max_iter: int = 1000,
+    tol: float = 1e-7,
+    check_every: int = 10,
+    newton_steps: int = 3,
+) -> DS3Result:
+    r"""Select representatives of a dissimilarity matrix with DS3 (Eq. 8).
+
+    Args:
+        A: Dissimilarities, ``A[i, j]`` the cost of ``i`` representing ``j``.
+        alpha: Sparsification factor: ``λ = α ‖A‖_F / √K`` (App. B.3). Larger values
+            give fewer representatives. (default: ``0.35``)
+        lam: λ itself (scalar or one per problem); overrides ``alpha``.
+        row_weights: Row penalty weights ``D`` (the diversity scores, Eq. 7), shape
+            ``(K,)`` or ``(B, K)``; ones when omitted.
+        rho: ADMM penalty ρ. (default: ``0.1``)
+        max_iter: Iteration limit ``T_iter``. (default: ``1000``)
+        tol: ``ε`` of the stopping tests ``mean|Z − P| ≤ ε``,
+            ``mean|P_t − P_{t−1}| ≤ ε`` and ``mean|1ᵀP − 1| ≤ ε``. (default: ``1e-7``)
+        check_every: Evaluate the stopping tests every this many iterations (the
+            only host-device synchronisation inside the loop). (default: ``10``)
+        newton_steps: Threshold steps per P-update; with ``3`` the projection is
+            exact in practice (the stopping test checks it). (default: ``3``)
+
+    Shapes:
+        A: ``(K, K)`` or ``(B, K, K)``, any floating dtype and device.
+        row_weights: ``(K,)`` or ``(B, K)``.
+        Z: same shape as ``A``.
+    """
+    if rho <= 0 or max_iter < 1 or tol < 0 or check_every < 1 or newton_steps < 1:
+        raise ValueError(
+            "ds3: need rho > 0, max_iter >= 1, tol >= 0, check_every >= 1 and "
+            "newton_steps >= 1"
+        )
+    A, weights = _check_input(A, row_weights)
+    single = A.dim() == 2
+    batch, K = (1 if single else A.size(0)), A.size(-1)
+    dtype = A.dtype
+    # Half precision lacks the range for the ADMM's sums; solve in float32.
+    work = A if dtype in (torch.float32, torch.float64) else A.float()
+    work = work.reshape(batch, K, K).contiguous()
+    weights = weights.to(work.dtype)
+    lam_t = _batch_lambda(work, alpha, lam, batch)
+
+    if K == 0:
+        W, theta = work.clone(), None
+        iterations = torch.zeros(batch, dtype=torch.long, device=A.device)
+        converged = torch.ones(batch, dtype=torch.bool, device=A.device)
+    else:
+        W, theta, iterations, converged = _admm(
+            work, lam_t, weights, rho, max_iter, tol, check_every, newton_steps
+        )
+    Z = (W - _newton_threshold(W, theta)).clamp_min_(0) if K > 0 else W
+    norms = torch.linalg.vector_norm(Z, dim=-1)
+    objective = lam_t * (weights * norms).sum(-1) + (work * Z).sum((-2, -1))
+    representatives = [_representatives(row) for row in norms]
+
+    Z = Z.to(dtype)
+    if single:
+        return DS3Result(
+            Z[0],
+            representatives[0],
+            objective[0],
+            iterations[0],
+            converged[0],
+            lam_t[0],
+        )
+    return DS3Result(Z, representatives, objective, iterations, converged, lam_t)
+
+
+def _representatives(norms: Tensor) -> Tensor:
+    if norms.numel() == 0:
+        return torch.empty(0, dtype=torch.long, device=norms.device)
+    order = norms.argsort(descending=True, stable=True)
+    keep = norms[order] >= REPRESENTATIVE_RATIO * norms.max()
+    return order[keep]
+
+
+def _admm(
+    A: Tensor,
+    lam: Tensor,
+    weights: Tensor,
+    rho: float,
+    max_iter: int,
+    tol: float,
+    check_every: int,
+    newton_steps: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Run the ADMM on ``A [B, K, K]``; return the last ``W = Z + U`` and thresholds."""
+    batch, K = A.size(0), A.size(-1)
+    W_out = torch.empty_like(A)
+    theta_out = A.new_empty(batch, 1, K)
+    iterations = torch.full((batch,), max_iter, dtype=torch.long, device=A.device)
+    converged = torch.zeros(batch, dtype=torch.bool, device=A.device)
+
+    active = list(range(batch))
+    A_act = A
+    shrink = (lam[:, None] * weights / rho).unsqueeze(-1)  # [B, K, 1]
+    P = torch.full_like(A, 1.0 / K)
+    U = torch.zeros_like(A)
+    V = torch.empty_like(A)
+    theta = None
+    inv_rho = 1.0 / rho
+
+    for t in range(1, max_iter + 1):
+        # Z-step: V = P − U − A/ρ, then row-wise group shrinkage of V.
+        torch.sub(P, U, out=V)
+        V.sub_(A_act, alpha=inv_rho)
+        norms = torch.linalg.vector_norm(V, dim=-1, keepdim=True)
+        scale = (1 - shrink / norms).clamp_min_(0).nan_to_num_(0.0)
+        check = t % check_every == 0 or t == max_iter
+        if check:
+            V.mul_(scale)  # V is Z from here on
+            U.add_(V)
+            R = torch.empty_like(U)
+        else:
+            U.addcmul_(V, scale)
+            R = V
+        # U is W = Z + U from here on. P-step: P = max(W − θ, 0) with thresholds
+        # warm-started from the last iteration. The first Newton step (on W) lands
+        # on a lower bound of the exact thresholds; later ones only shrink R.
+        if theta is None:
+            theta = _newton_threshold(U, U.amax(-2, keepdim=True) - 1)
+        torch.sub(U, theta, out=R).relu_()
+        for step in range(newton_steps):
+            excess = R.sum(-2, keepdim=True).sub_(1)
+            delta = excess.div_((R > 0).sum(-2, keepdim=True).clamp_min_(1))
+            theta = theta + delta
+            if step == 0:
+                torch.sub(U, theta, out=R).relu_()
+            else:
+                R.sub_(delta).relu_()
+        U.sub_(R)  # the new dual U = W − P
+        if check:
+            r_zp = (V - R).abs_().mean((-2, -1))
+            r_pp = (R - P).abs_().mean((-2, -1))
+            r_proj = (R.sum(-2) - 1).abs_().mean(-1)
+            done = (r_zp <= tol) & (r_pp <= tol) & (r_proj <= tol)
+        P, V = R, P
+        if check:
+            finished = done.tolist() if t < max_iter else [True] * len(active)
+            if any(finished):
+                keep = [i for i, f in enumerate(finished) if not f]
+                stop = [i for i, f in enumerate(finished) if f]
+                idx = torch.tensor([active[i] for i in stop], device=A.device)
+                sel = torch.tensor(stop, device=A.device)
+                W_out[idx] = P[sel] + U[sel]
+                theta_out[idx] = theta[sel]
+                iterations[idx] = t
+                converged[idx] = done[sel]
+                if not keep:
+                    break
+                kept = torch.tensor(keep, device=A.device)
+                active = [active[i] for i in keep]
+                A_act, shrink, theta = A_act[kept], shrink[kept], theta[kept]
+                P, U, V = P[kept], U[kept], V[kept]
+    log.debug("ds3: %d problem(s), K=%d, iterations %s", batch, K, iterations.tolist())
+    return W_out, theta_out, iterations, converged

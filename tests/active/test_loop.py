@@ -1,0 +1,130 @@
+import csv
+
+import pytest
+import torch
+
+from almea_pyg.active import ActiveLearner, ActiveLearningConfig
+from almea_pyg.data import DataFormatError, make_synthetic_pair
+from almea_pyg.data.pair import link_keys
+from almea_pyg.models import ALMEA
+from almea_pyg.train import Trainer
+
+
+@pytest.fixture()
+def pair():
+    return make_synthetic_pair(num_entities=150, seed=3).split(0.3, seed=0)
+
+
+def seeds(pair):
+    return pair.train_links.size(1)
+
+
+def learner(pair, tmp_path=None, **config):
+    torch.manual_seed(0)
+    model = ALMEA.from_pair(pair, dim=8)
+    trainer = Trainer(model, pair, progress=False, batch_size=64, lr=1e-2)
+    defaults = dict(warmup=2, interval=1, rounds=2, budget=5)
+    defaults.update(config)
+    return ActiveLearner(trainer, ActiveLearningConfig(**defaults), output_dir=tmp_path)
+
+
+def test_schedule_fires_on_the_right_epochs(pair):
+    rounds = learner(pair, strategy="random", oracle="pseudo", transductive=True).run()
+    assert [r["epoch"] for r in rounds] == [2, 3, 4]
+    assert [r["asked"] for r in rounds] == [0, 5, 5]
+    n = seeds(pair)
+    assert [r["labelled"] for r in rounds] == [n, n + 5, n + 10]
+    assert {"hits@1", "hits@10", "mrr", "correct"} <= set(rounds[-1])
+
+
+@pytest.mark.parametrize(
+    "strategy", ["ds3", "random", "uncertainty", "degree", "coreset"]
+)
+def test_default_protocol_never_reveals_test_links(pair, strategy):
+    test_keys = link_keys(pair.test_links, pair.num_entities[1])
+    al = learner(pair, strategy=strategy, oracle="simulated", budget=10)
+    al.run()
+    labelled = link_keys(al.trainer.train_links, pair.num_entities[1])
+    assert not torch.isin(labelled, test_keys).any()
+    held = set(pair.test_links[0].tolist())
+    asked = al.negatives[0].tolist() + al.trainer.train_links[0, seeds(pair) :].tolist()
+    assert not held & set(asked)
+    assert al.trainer.pair.test_links.size(1) == pair.test_links.size(1)
+
+
+def test_simulated_transductive_moves_revealed_links_out_of_test(pair):
+    before = pair.test_links.size(1)
+    al = learner(pair, strategy="ds3", oracle="simulated", transductive=True, warmup=15)
+    rounds = al.run()
+    correct = sum(r["correct"] for r in rounds)
+    assert correct > 0
+    assert al.test_links_removed == correct
+    assert rounds[-1]["test_links"] == before - correct
+    negatives = link_keys(al.negatives, pair.num_entities[1])
+    assert not torch.isin(negatives, link_keys(pair.links, pair.num_entities[1])).any()
+
+
+def fill_from_truth(path, pair):
+    truth = {(s, t) for s, t in pair.links.t().tolist()}
+    src = {e: i for i, e in enumerate(pair.source["entity"].ids)}
+    tgt = {e: i for i, e in enumerate(pair.target["entity"].ids)}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        key = (src[row["source_id"]], tgt[row["target_id"]])
+        row["label"] = "yes" if key in truth else "no"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return sum(row["label"] == "yes" for row in rows)
+
+
+def test_human_round_trip_with_a_malformed_file(pair, tmp_path):
+    al = learner(
+        pair, tmp_path, strategy="uncertainty", oracle="human", transductive=True
+    )
+    al.run()
+    assert al.status == "labels_pending"
+    path = tmp_path / "labels_round1.csv"
+    checkpoint = (tmp_path / "checkpoint.pt").read_bytes()
+    yes = fill_from_truth(path, pair)
+    good = path.read_text()
+    lines = good.splitlines()
+    lines[2] = lines[2].rsplit(",", 1)[0] + ",perhaps"
+    path.write_text("\n".join(lines) + "\n")
+    resumed = learner(
+        pair, tmp_path, strategy="uncertainty", oracle="human", transductive=True
+    )
+    resumed.load_checkpoint(tmp_path / "checkpoint.pt")
+    with pytest.raises(DataFormatError, match="labels_round1.csv:3"):
+        resumed.import_labels(path)
+    assert resumed.status == "labels_pending"
+    assert (tmp_path / "checkpoint.pt").read_bytes() == checkpoint
+    path.write_text(good)
+    resumed.import_labels(path)
+    resumed.save_checkpoint()
+    again = learner(
+        pair, tmp_path, strategy="uncertainty", oracle="human", transductive=True
+    )
+    again.load_checkpoint(tmp_path / "checkpoint.pt")
+    again.run()
+    assert again.rounds[1]["asked"] == 5 and again.rounds[1]["correct"] == yes
+    assert again.rounds[1]["labelled"] == seeds(pair) + yes
+    assert again.status == "labels_pending" and again.completed == 1
+    assert (tmp_path / "labels_round2.csv").exists()
+
+
+def test_resume_equals_uninterrupted(pair, tmp_path):
+    config = dict(strategy="random", oracle="simulated", transductive=True, rounds=3)
+    straight = learner(pair, **config)
+    straight.run()
+    first = learner(pair, tmp_path, **{**config, "rounds": 1})
+    first.run()
+    resumed = learner(pair, tmp_path, **config)
+    torch.manual_seed(99)
+    resumed.load_checkpoint(tmp_path / "checkpoint.pt")
+    resumed.run()
+    assert torch.equal(resumed.trainer.train_links, straight.trainer.train_links)
+    assert torch.equal(resumed.negatives, straight.negatives)
+    assert resumed.rounds[-1]["mrr"] == straight.rounds[-1]["mrr"]

@@ -1,0 +1,64 @@
+import torch
+
+from almea_pyg.select.acquire import ds3_acquire
+from almea_pyg.select.dissimilarity import dissimilarity_matrix, diversity_scores
+from almea_pyg.select.ds3 import ds3
+
+
+def embeddings(n=60, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = 3 * torch.randn(6, d, generator=g)
+    source = centres[torch.arange(n) % 6] + torch.randn(n, d, generator=g)
+    perm = torch.randperm(n, generator=g)
+    target = torch.empty_like(source)
+    target[perm] = source + 0.05 * torch.randn(n, d, generator=g)
+    return source, target, perm  # source i matches target perm[i]
+
+
+SOURCE, TARGET, PERM = embeddings()
+LABELLED = torch.stack([torch.arange(6), PERM[:6]])
+
+
+def test_selects_confident_representatives_up_to_budget():
+    acq = ds3_acquire(SOURCE, TARGET, LABELLED, 3, alpha=0.3)
+    reps = acq.result.representatives
+    # The most confident representatives (lowest pool positions), in that order.
+    expected = reps.sort().values[:3]
+    assert torch.equal(acq.source_index, acq.pool.source_index[expected])
+    assert torch.equal(acq.target_index, acq.pool.target_index[expected])
+    assert bool((acq.score[:-1] >= acq.score[1:]).all())
+    # On this easy data the mutual nearest neighbours are the true links.
+    assert torch.equal(acq.target_index, PERM[acq.source_index])
+
+
+def test_inputs_are_the_paper_matrices():
+    acq = ds3_acquire(SOURCE, TARGET, LABELLED, 3, alpha=0.3, sigma=2.0)
+    hs = torch.nn.functional.normalize(SOURCE[acq.pool.source_index], dim=1)
+    ht = torch.nn.functional.normalize(TARGET[acq.pool.target_index], dim=1)
+    ls = torch.nn.functional.normalize(SOURCE[LABELLED[0]], dim=1)
+    lt = torch.nn.functional.normalize(TARGET[LABELLED[1]], dim=1)
+    D = diversity_scores(hs, ht, ls, lt, sigma=2.0)
+    assert torch.allclose(acq.diversity, D)
+    direct = ds3(dissimilarity_matrix(hs, ht), alpha=0.3, row_weights=D)
+    assert torch.equal(acq.result.representatives, direct.representatives)
+
+
+def test_tau_prune_and_exclusion():
+    tau = 0.999
+    acq = ds3_acquire(SOURCE, TARGET, LABELLED, 50, alpha=0.3, tau=tau)
+    assert bool((acq.score >= tau).all())
+    pruned = ds3_acquire(SOURCE, TARGET, LABELLED, 50, alpha=0.3, prune=0.5)
+    full = ds3_acquire(SOURCE, TARGET, LABELLED, 50, alpha=0.3)
+    assert len(pruned.pool) == round(0.5 * len(full.pool))
+    excluded = ds3_acquire(
+        SOURCE, TARGET, LABELLED, 50, alpha=0.3, exclude_source=torch.arange(30)
+    )
+    assert bool((excluded.pool.source_index >= 30).all())
+    assert not set(LABELLED[0].tolist()) & set(full.pool.source_index.tolist())
+
+
+def test_empty_pool_or_budget():
+    empty = ds3_acquire(SOURCE, TARGET, LABELLED, 0)
+    assert len(empty.source_index) == 0 and empty.result is None
+    none = ds3_acquire(SOURCE, TARGET, LABELLED, 5, exclude_target=torch.arange(60))
+    assert len(none.source_index) == 0 and len(none.pool) == 0
