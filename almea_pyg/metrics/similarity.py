@@ -12,7 +12,7 @@ from torch import Tensor
 
 from almea_pyg.typing import SimilarityMetric
 
-DEFAULT_CHUNK_SIZE = 4096
+DEFAULT_CHUNK_SIZE = 1024
 
 
 def csls_neighbourhood(
