@@ -57,7 +57,7 @@ def add_train_arguments(
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=3500)
     parser.add_argument(
-        "--no-impute", action="store_true", help="no imputation at inference"
+        "--impute", action="store_true", help="impute missing modalities at inference"
     )
     parser.add_argument("--no-progress", action="store_true")
     active = parser.add_argument_group("active learning (on with --rounds > 0)")
@@ -91,8 +91,8 @@ def add_train_arguments(
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     model = {"dim": args.dim}
-    if args.no_impute:
-        model["impute_missing"] = False
+    if args.impute:
+        model["impute_missing"] = True
     return ExperimentConfig(
         dataset=args.dataset,
         data_dir=args.data_dir,

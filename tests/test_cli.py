@@ -29,7 +29,7 @@ def test_train_writes_result_with_protocol(run_dir, capsys):
     assert protocol["seed_ratio"] == 0.2 and protocol["seed"] == 0
     assert protocol["epochs"] == 2 and protocol["test_links_in_pool"] is False
     assert protocol["modalities"] == ["graph", "attr", "img", "rel"]
-    assert {"cosine", "csls", "csls_impute_false"} == set(result["metrics"])
+    assert {"cosine", "csls", "csls_impute_true"} == set(result["metrics"])
     assert result["timing"]["seconds_per_epoch"] > 0
     assert (run_dir / "log.csv").exists() and (run_dir / "checkpoint.pt").exists()
 

@@ -120,6 +120,8 @@ class ActiveLearner:
         self.rounds: list[dict[str, Any]] = []
         self.completed = 0
         self.pending: dict[str, Tensor] | None = None
+        #: The pairs asked in the latest round, ``(2, n)`` (for the selection map).
+        self.last_asked = pair.links.new_empty(2, 0)
         self.test_links_removed = 0
         self.source_degree, self.target_degree = (
             degrees(
@@ -160,7 +162,8 @@ class ActiveLearner:
                     )
                     return self.rounds
             answer = OracleAnswer(self.pending["accepted"], self.pending["rejected"])
-            asked = self.pending["pairs"].size(1)
+            self.last_asked = self.pending["pairs"]
+            asked = self.last_asked.size(1)
             self.pending = None
             correct = self._learn(answer)
             trainer.fit(self.config.interval)
@@ -274,6 +277,7 @@ class ActiveLearner:
             "rounds": self.rounds,
             "completed": self.completed,
             "pending": self.pending,
+            "last_asked": self.last_asked,
             "generator": self.generator.get_state(),
             "test_links": self.trainer.pair.test_links,
             "test_links_removed": self.test_links_removed,
@@ -285,6 +289,7 @@ class ActiveLearner:
         self.rounds = state["rounds"]
         self.completed = state["completed"]
         self.pending = state["pending"]
+        self.last_asked = state["last_asked"]
         self.generator.set_state(state["generator"])
         self.trainer.pair.test_links = state["test_links"]
         self.test_links_removed = state["test_links_removed"]

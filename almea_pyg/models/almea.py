@@ -86,8 +86,10 @@ class ALMEA(nn.Module):
         temperature (float): InfoNCE temperature. (default: ``0.1``)
         ial_temperature (float): Inter-modal alignment temperature.
             (default: ``4.0``)
-        impute_missing (bool): Impute missing modalities in :meth:`embed`.
-            (default: ``True``)
+        impute_missing (bool): Impute missing modalities in :meth:`embed`. Off by
+            default: on FB15K-DB15K (20 %, 150 epochs) imputed embeddings
+            scored MRR 50.57 against 50.92 without; every result file reports
+            the other setting too. (default: ``False``)
     """
 
     def __init__(
@@ -111,7 +113,7 @@ class ALMEA(nn.Module):
         lambda_jal: float = 1.0,
         temperature: float = 0.1,
         ial_temperature: float = 4.0,
-        impute_missing: bool = True,
+        impute_missing: bool = False,
     ) -> None:
         super().__init__()
         self.num_entities = tuple(num_entities)

@@ -22,6 +22,7 @@ import torch
 from almea_pyg.active.loop import ActiveLearner, ActiveLearningConfig
 from almea_pyg.data.pair import MMKGPair
 from almea_pyg.models import ALMEA
+from almea_pyg.plot import save_run_plots
 from almea_pyg.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,12 @@ def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[st
         out.mkdir(parents=True, exist_ok=True)
         (learner or trainer).save_checkpoint(checkpoint)
         write_labelled_links(trainer, out / "labelled_links.tsv")
+        selection = None
+        if learner is not None and learner.last_asked.numel():
+            emb_s, emb_t = model.embed(pair)
+            selection = (emb_s, emb_t, trainer.train_links, learner.last_asked)
+        rounds = learner.rounds if learner is not None else []
+        save_run_plots(out, trainer.history, rounds, selection)
         write_json(result, out / "result.json")
     return result
 
