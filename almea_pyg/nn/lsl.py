@@ -47,13 +47,21 @@ class ModalityVAE(nn.Module):
             if isinstance(module, nn.Linear):
                 module.reset_parameters()
 
+    def moments(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mu, logvar)`` of the posterior of ``h``."""
+        hidden = self.encoder(h)
+        return self.mu(hidden), self.logvar(hidden).clamp(-10.0, 10.0)
+
+    def sample(self, mu: Tensor, logvar: Tensor) -> Tensor:
+        """``mu + sigma * eps`` when training, ``mu`` otherwise."""
+        if not self.training:
+            return mu
+        return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+
     def encode(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(z, mu, logvar)``; ``z`` is sampled when training, ``mu`` otherwise."""
-        hidden = self.encoder(h)
-        mu, logvar = self.mu(hidden), self.logvar(hidden).clamp(-10.0, 10.0)
-        if not self.training:
-            return mu, mu, logvar
-        return mu + torch.randn_like(mu) * (0.5 * logvar).exp(), mu, logvar
+        mu, logvar = self.moments(h)
+        return self.sample(mu, logvar), mu, logvar
 
     def decode(self, z: Tensor) -> Tensor:
         return self.decoder(z)
@@ -146,12 +154,18 @@ class LatentSemanticLearning(nn.Module):
         )
         out = LSLOutput({}, {}, {}, {}, {}, {}, dropped)
         for m in self.modalities:
+            vae = self.vaes[m]
             keep = present[m].unsqueeze(-1).to(h[m].dtype)
-            out.z[m], out.mu[m], out.logvar[m] = self.encode(m, h[m] * keep)
-            keep_masked = keep * (~dropped[m]).unsqueeze(-1).to(keep.dtype)
-            out.z_masked[m], out.mu_masked[m], out.logvar_masked[m] = self.encode(
-                m, h[m] * keep_masked
-            )
+            mu, logvar = vae.moments(h[m] * keep)
+            # A dropped row's masked input is the zero vector, whose moments are
+            # one row: the masked pass costs no second encoder pass.
+            mu_zero, logvar_zero = vae.moments(h[m].new_zeros(1, h[m].size(-1)))
+            drop = dropped[m].unsqueeze(-1)
+            mu_masked = torch.where(drop, mu_zero, mu)
+            logvar_masked = torch.where(drop, logvar_zero, logvar)
+            out.z[m], out.mu[m], out.logvar[m] = vae.sample(mu, logvar), mu, logvar
+            out.z_masked[m] = vae.sample(mu_masked, logvar_masked)
+            out.mu_masked[m], out.logvar_masked[m] = mu_masked, logvar_masked
         return out
 
     def __repr__(self) -> str:
