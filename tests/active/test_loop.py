@@ -7,6 +7,7 @@ from almea_pyg.active import ActiveLearner, ActiveLearningConfig
 from almea_pyg.data import DataFormatError, make_synthetic_pair
 from almea_pyg.data.pair import link_keys
 from almea_pyg.models import ALMEA
+from almea_pyg.select import Selection, Strategy
 from almea_pyg.train import Trainer
 
 
@@ -52,16 +53,40 @@ def test_default_protocol_never_reveals_test_links(pair, strategy):
     assert al.trainer.pair.test_links.size(1) == pair.test_links.size(1)
 
 
+class HalfRight(Strategy):
+    """Proposes test links of selectable entities, every second one corrupted."""
+
+    def __init__(self, links):
+        super().__init__()
+        self.links = links
+
+    def _select(self, ctx):
+        ok = torch.isin(self.links[0], ctx.source_candidates)
+        ok &= torch.isin(self.links[1], ctx.target_candidates)
+        pairs = self.links[:, ok][:, : ctx.budget].clone()
+        pairs[1, 1::2] = pairs[1, 1::2].roll(1)
+        return Selection(pairs[0], pairs[1], torch.ones(pairs.size(1)))
+
+
 def test_simulated_transductive_moves_revealed_links_out_of_test(pair):
     before = pair.test_links.size(1)
-    al = learner(pair, strategy="ds3", oracle="simulated", transductive=True, warmup=15)
+    al = learner(
+        pair,
+        strategy=HalfRight(pair.test_links),
+        oracle="simulated",
+        transductive=True,
+        budget=6,
+    )
     rounds = al.run()
-    correct = sum(r["correct"] for r in rounds)
-    assert correct > 0
-    assert al.test_links_removed == correct
-    assert rounds[-1]["test_links"] == before - correct
+    assert [r["correct"] for r in rounds] == [0, 3, 3]
+    assert al.test_links_removed == 6
+    assert rounds[-1]["test_links"] == before - 6
+    assert al.negatives.size(1) == 6
     negatives = link_keys(al.negatives, pair.num_entities[1])
     assert not torch.isin(negatives, link_keys(pair.links, pair.num_entities[1])).any()
+    kept = link_keys(al.trainer.pair.test_links, pair.num_entities[1])
+    learned = link_keys(al.trainer.train_links, pair.num_entities[1])
+    assert not torch.isin(kept, learned).any()
 
 
 def fill_from_truth(path, pair):
