@@ -13,7 +13,7 @@ from almea_pyg.models import ALMEA
 from almea_pyg.train import Trainer
 
 parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--epochs", type=int, default=100)
+parser.add_argument("--epochs", type=int, default=60)
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
