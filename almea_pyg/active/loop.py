@@ -155,7 +155,7 @@ class ActiveLearner:
                 self._ask()
                 if self.status == "labels_pending":
                     self.save_checkpoint()
-                    log.warning(
+                    log.info(
                         "round %d: labels requested in %s",
                         self.completed + 1,
                         self.label_path(self.completed + 1),
@@ -207,7 +207,7 @@ class ActiveLearner:
             fresh &= scores >= self.config.threshold
         pairs, scores = pairs[:, fresh][:, :budget], scores[fresh][:budget]
         self.pending = {"pairs": pairs, "scores": scores}
-        if isinstance(self.oracle, HumanOracle):
+        if isinstance(self.oracle, HumanOracle) and pairs.size(1):
             write_label_request(
                 self.label_path(self.completed + 1),
                 trainer.pair,
@@ -216,7 +216,11 @@ class ActiveLearner:
                 self.completed + 1,
             )
             return
-        answer = self.oracle.answer(pairs)
+        if pairs.size(1) == 0:
+            log.info("round %d: the pool has nothing left to ask", self.completed + 1)
+            answer = OracleAnswer(pairs, pairs)
+        else:
+            answer = self.oracle.answer(pairs)
         self.pending.update(accepted=answer.accepted, rejected=answer.rejected)
 
     def import_labels(self, path: str | os.PathLike) -> OracleAnswer:

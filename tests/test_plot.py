@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from almea_pyg.plot import project_2d, save_run_plots
+
+pytest.importorskip("matplotlib")
+
+
+def test_project_2d_keeps_the_main_directions():
+    x = torch.zeros(50, 5)
+    x[:, 3] = torch.linspace(-10, 10, 50)
+    x[:, 1] = torch.linspace(-1, 1, 50).flip(0) * torch.linspace(-1, 1, 50)
+    xy = project_2d(x)
+    assert xy.shape == (50, 2)
+    assert xy[:, 0].std() > 5 * xy[:, 1].std()
+
+
+def test_save_run_plots_writes_pngs(tmp_path):
+    history = [{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0, "hits@1": 30.0}]
+    rounds = [
+        {"round": 0, "hits@1": 10.0, "hits@10": 30.0, "mrr": 15.0},
+        {"round": 1, "hits@1": 12.0, "hits@10": 33.0, "mrr": 17.0},
+    ]
+    emb = torch.randn(20, 4), torch.randn(15, 4)
+    labelled = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    selected = torch.tensor([[7, 8], [9, 10]])
+    paths = save_run_plots(tmp_path, history, rounds, (*emb, labelled, selected))
+    assert [p.name for p in paths] == ["training.png", "rounds.png", "selection_map.png"]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
