@@ -25,6 +25,7 @@ def test_save_run_plots_writes_pngs(tmp_path):
     labelled = torch.tensor([[0, 1, 2], [3, 4, 5]])
     selected = torch.tensor([[7, 8], [9, 10]])
     paths = save_run_plots(tmp_path, history, rounds, (*emb, labelled, selected))
-    assert [p.name for p in paths] == ["training.png", "rounds.png", "selection_map.png"]
+    names = ["training.png", "rounds.png", "selection_map.png"]
+    assert [p.name for p in paths] == names
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
