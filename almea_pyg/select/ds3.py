@@ -39,8 +39,6 @@ REPRESENTATIVE_RATIO = 0.1
 #: Cap on threshold steps per projection (Michelot's method is finite; this bounds
 #: the floating-point corner case of an entry flickering at the threshold).
 MAX_NEWTON_STEPS = 50
-#: Fixed threshold steps per iteration on devices where reading back is costly.
-DEVICE_NEWTON_STEPS = 8
 
 
 @dataclass
@@ -195,12 +193,13 @@ def ds3(
             ``mean|P_t − P_{t−1}| ≤ ε`` and ``mean|1ᵀP − 1| ≤ ε``. (default: ``1e-7``)
         check_every: Evaluate the stopping tests every this many iterations (the
             only host-device synchronisation inside the loop). (default: ``10``)
-        newton_steps: Threshold (Newton) steps per P-update. ``None``: step until
-            every column's threshold is exact, which reads one flag back per step;
-            this is the default on CPU, where that costs nothing, and makes the
-            iterates those of the textbook ADMM. An integer: exactly that many
-            steps, never reading back (the default on other devices is ``8``); the
-            stopping test still checks the projection.
+        newton_steps: Threshold (Newton) steps per P-update. ``None`` (default, on
+            every device): step until every column's threshold is exact, which
+            reads one flag back per step and makes the iterates those of the
+            textbook ADMM. An integer: exactly that many steps, never reading
+            back, fewer syncs on an accelerator; the stopping test still checks
+            the projection, but 1-2 steps were seen to keep the ADMM from
+            converging, so use it only where measured.
 
     Shapes:
         A: ``(K, K)`` or ``(B, K, K)``, any floating dtype and device.
@@ -226,8 +225,6 @@ def ds3(
     work = A if dtype in (torch.float32, torch.float64) else A.float()
     work = work.reshape(batch, K, K).contiguous()
     weights = weights.to(work.dtype)
-    if newton_steps is None and work.device.type != "cpu":
-        newton_steps = DEVICE_NEWTON_STEPS
     lam_t = _batch_lambda(work, alpha, lam, batch)
 
     if K == 0:
