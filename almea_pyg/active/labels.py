@@ -20,6 +20,7 @@ from torch_geometric.data import HeteroData
 from almea_pyg.active.oracles import OracleAnswer
 from almea_pyg.data.errors import DataFormatError
 from almea_pyg.data.pair import MMKGPair, link_keys
+from almea_pyg.io import atomic_write_text
 from almea_pyg.typing import ENTITY
 
 FIELDS = [
@@ -79,10 +80,7 @@ def write_label_request(
                 "",
             ]
         )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(buffer.getvalue(), path)
 
 
 def read_labels(

@@ -21,7 +21,8 @@ from almea_pyg.active.oracles import (
     SimulatedOracle,
 )
 from almea_pyg.data.pair import link_keys
-from almea_pyg.train.trainer import Trainer, atomic_save
+from almea_pyg.io import atomic_save
+from almea_pyg.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 

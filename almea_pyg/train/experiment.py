@@ -21,6 +21,7 @@ import torch
 
 from almea_pyg.active.loop import ActiveLearner, ActiveLearningConfig
 from almea_pyg.data.pair import MMKGPair
+from almea_pyg.io import atomic_write_text
 from almea_pyg.models import ALMEA
 from almea_pyg.plot import save_run_plots
 from almea_pyg.train.trainer import Trainer
@@ -254,15 +255,9 @@ def write_labelled_links(trainer: Trainer, path: str | os.PathLike) -> None:
 
     src, tgt = entity_ids(trainer.pair.source), entity_ids(trainer.pair.target)
     lines = [f"{src[s]}\t{tgt[t]}" for s, t in trainer.train_links.t().tolist()]
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text("\n".join(lines) + "\n", path)
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     """Write JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(json.dumps(obj, indent=2, default=str), path)

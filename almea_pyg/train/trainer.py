@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from almea_pyg.data.pair import MMKGPair, link_keys
+from almea_pyg.io import atomic_save
 from almea_pyg.metrics.ranking import evaluate_alignment
 from almea_pyg.typing import SimilarityMetric
 
@@ -22,14 +23,6 @@ log = logging.getLogger(__name__)
 
 #: ``callback(trainer)`` after every epoch; returning ``True`` stops training.
 EpochCallback = Callable[["Trainer"], "bool | None"]
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` via a temporary file and a rename: never half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def make_adam(parameters: Iterable[nn.Parameter], *, lr: float) -> torch.optim.Adam:
