@@ -10,7 +10,7 @@ losses (:class:`UncertaintyWeighting`). The ALMEA terms: ``L_SCL`` (Eq. 2,
 """
 
 from collections.abc import Sequence
-from typing import Union
+from typing import Any, Union
 
 import torch
 import torch.nn.functional as F
@@ -25,12 +25,70 @@ def _check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
         )
 
 
-def _pair_logits(x_src: Tensor, x_tgt: Tensor, temperature: float) -> Tensor:
-    """Cosine similarities of all in-batch pairs divided by ``temperature``."""
+def _normalised_pair(
+    x_src: Tensor, x_tgt: Tensor, temperature: float
+) -> tuple[Tensor, Tensor]:
+    """Row-normalised copies of both sides, after checking shapes and temperature."""
     _check_same_shape(x_src, x_tgt, "x_src", "x_tgt")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    return F.normalize(x_src, dim=-1) @ F.normalize(x_tgt, dim=-1).t() / temperature
+    return F.normalize(x_src, dim=-1), F.normalize(x_tgt, dim=-1)
+
+
+class _InBatchSoftmaxLoss(torch.autograd.Function):
+    """Row and column softmax cross-entropy of the in-batch logits ``a @ b.T * s``.
+
+    The target of row ``i`` (and of column ``i``) is the one-hot diagonal, or the
+    softmax of a teacher's logits ``ta @ tb.T * ts``. The loss is the mean of the
+    row and the column terms, each averaged over the batch. The gradient with
+    respect to the logits, ``(softmax_rows + softmax_cols - targets) / 2B``, is
+    formed in the forward pass and is the only ``(B, B)`` matrix kept for backward:
+    autograd would keep about five of them per call (logits, scaled logits and the
+    log-softmaxes), which dominated the training step's peak memory.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        a: Tensor,
+        b: Tensor,
+        scale: float,
+        teacher_a: Tensor | None,
+        teacher_b: Tensor | None,
+        teacher_scale: float,
+    ) -> Tensor:
+        batch = a.size(0)
+        logits = (a @ b.t()).mul_(scale)
+        log_rows = logits.log_softmax(dim=1)
+        log_cols = logits.log_softmax(dim=0)
+        del logits
+        if teacher_a is None:
+            loss = -0.5 * (log_rows.diagonal().mean() + log_cols.diagonal().mean())
+            grad = log_rows.exp_().add_(log_cols.exp_())
+            grad.diagonal().sub_(2.0)
+        else:
+            teacher = (teacher_a @ teacher_b.t()).mul_(teacher_scale)
+            loss = 0.0
+            grad = torch.zeros_like(log_rows)
+            for log_student, dim in ((log_rows, 1), (log_cols, 0)):
+                log_target = teacher.log_softmax(dim=dim)
+                target = log_target.exp()
+                loss = loss + (target * (log_target - log_student)).sum() / batch
+                grad.add_(log_student.exp_()).sub_(target)
+            loss = 0.5 * loss
+        grad.mul_(0.5 / batch)
+        ctx.save_for_backward(a, b, grad)
+        ctx.scale = scale
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
+        a, b, grad = ctx.saved_tensors
+        grad = grad * (grad_loss * ctx.scale)
+        grad_a = grad @ b if ctx.needs_input_grad[0] else None
+        grad_b = grad.t() @ a if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b, None, None, None, None
 
 
 def info_nce(x_src: Tensor, x_tgt: Tensor, *, temperature: float = 0.1) -> Tensor:
@@ -41,6 +99,7 @@ def info_nce(x_src: Tensor, x_tgt: Tensor, *, temperature: float = 0.1) -> Tenso
     ``x_src @ x_tgt.T / temperature``, and the loss is the mean of the
     cross-entropies with the diagonal as target over the rows (source to target) and
     over the columns (target to source), so it is symmetric in its two arguments.
+    Only one ``(B, B)`` matrix is kept for backward.
 
     Args:
         x_src: Source embeddings of the seed pairs.
@@ -50,9 +109,8 @@ def info_nce(x_src: Tensor, x_tgt: Tensor, *, temperature: float = 0.1) -> Tenso
     Shapes:
         x_src, x_tgt: ``(B, d)`` -> scalar
     """
-    logits = _pair_logits(x_src, x_tgt, temperature)
-    target = torch.arange(logits.size(0), device=logits.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+    a, b = _normalised_pair(x_src, x_tgt, temperature)
+    return _InBatchSoftmaxLoss.apply(a, b, 1.0 / temperature, None, None, 1.0)
 
 
 def inter_modal_alignment(
@@ -71,6 +129,7 @@ def inter_modal_alignment(
     ``KL(joint || modal)`` averaged over rows. Both directions are used (rows and,
     with the similarity matrices transposed, columns) and averaged. All four inputs
     are L2-normalised. Gradients flow only into ``modal_src`` and ``modal_tgt``.
+    Only one ``(B, B)`` matrix is kept for backward.
 
     Args:
         joint_src: Joint (fused) source embeddings of the seed pairs (teacher).
@@ -82,24 +141,16 @@ def inter_modal_alignment(
     Shapes:
         joint_src, joint_tgt: ``(B, d)``; modal_src, modal_tgt: ``(B, d_m)`` -> scalar
     """
-    with torch.no_grad():
-        teacher = _pair_logits(joint_src, joint_tgt, temperature)
-    student = _pair_logits(modal_src, modal_tgt, temperature)
-    if teacher.shape != student.shape:
+    if joint_src.size(0) != modal_src.size(0):
         raise ValueError(
             "joint and modality embeddings must have the same batch size, got "
             f"{joint_src.size(0)} and {modal_src.size(0)}"
         )
-
-    def kl_rows(teacher_logits: Tensor, student_logits: Tensor) -> Tensor:
-        return F.kl_div(
-            F.log_softmax(student_logits, dim=-1),
-            F.log_softmax(teacher_logits, dim=-1),
-            reduction="batchmean",
-            log_target=True,
-        )
-
-    return 0.5 * (kl_rows(teacher, student) + kl_rows(teacher.t(), student.t()))
+    with torch.no_grad():
+        teacher_a, teacher_b = _normalised_pair(joint_src, joint_tgt, temperature)
+    a, b = _normalised_pair(modal_src, modal_tgt, temperature)
+    scale = 1.0 / temperature
+    return _InBatchSoftmaxLoss.apply(a, b, scale, teacher_a, teacher_b, scale)
 
 
 class UncertaintyWeighting(nn.Module):

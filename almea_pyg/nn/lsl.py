@@ -13,7 +13,7 @@ def mlp(dim: int, num_layers: int, negative_slope: float) -> nn.Sequential:
     """``num_layers`` Linear(dim, dim) layers, each followed by LeakyReLU."""
     layers: list[nn.Module] = []
     for _ in range(num_layers):
-        layers += [nn.Linear(dim, dim), nn.LeakyReLU(negative_slope)]
+        layers += [nn.Linear(dim, dim), nn.LeakyReLU(negative_slope, inplace=True)]
     return nn.Sequential(*layers)
 
 
