@@ -1,0 +1,840 @@
+"""Accuracy harness: the paper's Table 1 / Table 2 cells and its Table 5 t-tests.
+
+A cell is one (dataset, seed ratio, variant, warm-up epochs, seed) run of
+:func:`almea_pyg.train.experiment.run_experiment`; the variants are
+:data:`HARNESS_VARIANTS` (plus ``no_<modality>``). Every cell not yet done runs in
+turn (dataset, ratio, seed, then variant), each in a fresh process so that its
+peak memory is its own, and writes one JSON into ``--results``. Its run directory
+(checkpoint, labelled links, plots: derived from the data, never committed) goes
+under ``--work-dir``. Done cells are skipped; an interrupted active-learning cell
+resumes from its last checkpoint. Active learning follows Table 9: 5 rounds every
+50 epochs after the warm-up, 1 % of the links per round, DS3's alpha per dataset
+and ratio.
+
+    python benchmarks/accuracy.py --datasets FB15K_DB15K --seed-ratios 0.2 \\
+        --variants almea base almea+ds3 --seeds 0 1 2 --data-dir ../shared/data/mmkg
+    python benchmarks/accuracy.py --summarise --compare almea+ds3 almea
+
+``--summarise`` writes ``summary.md`` and ``summary.json`` into ``--results``: mean
+± sample std over seeds per row, next to the paper's figure (:data:`PAPER_RESULTS`)
+where the paper has that exact row, and the paired t-tests of ``--compare``. On a
+machine shared with other jobs, ``--threads 1`` is often faster than torch's
+default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+import statistics
+import subprocess
+import sys
+from argparse import SUPPRESS
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from almea_pyg.active.loop import ActiveLearningConfig
+from almea_pyg.io import atomic_write_text
+from almea_pyg.select import STRATEGIES
+from almea_pyg.train import experiment
+from almea_pyg.train.experiment import (
+    PAPER_SCHEDULE,
+    VARIANTS,
+    ExperimentConfig,
+    write_json,
+)
+from almea_pyg.typing import PAPER_MODALITIES
+
+log = logging.getLogger("benchmarks.accuracy")
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "accuracy"
+WORK_DIR = ROOT / "runs" / "accuracy"  # runs/ is gitignored
+DEFAULT_DIM = 300
+METRICS = ("hits@1", "hits@10", "mrr")
+SUMMARY_NAMES = ("summary.json",)
+
+_AL_DEFAULTS = ActiveLearningConfig()
+
+#: Table 9(a) of the paper: the DS3 sparsification factor alpha per seed ratio.
+PAPER_DS3_ALPHA: dict[tuple[str, float], float] = {
+    ("FB15K_DB15K", 0.2): 0.35,
+    ("FB15K_DB15K", 0.5): 0.45,
+    ("FB15K_DB15K", 0.8): 0.95,
+    ("FB15K_YAGO15K", 0.2): 0.25,
+    ("FB15K_YAGO15K", 0.5): 0.35,
+    ("FB15K_YAGO15K", 0.8): 0.45,
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a harness variant name runs.
+
+    Attributes:
+        description: The variant in words (and the paper row it stands for).
+        model: A key of :data:`~almea_pyg.train.experiment.VARIANTS`.
+        drop: The modality left out of the model (a modality ablation).
+        strategy: Active learning with this strategy when set.
+        oracle: The oracle of the active-learning rounds.
+        transductive: Test entities in the candidate pool (the paper's code).
+    """
+
+    description: str
+    model: str = "almea"
+    drop: str | None = None
+    strategy: str | None = None
+    oracle: str = "simulated"
+    transductive: bool = False
+
+
+_MODEL_NOTES = {
+    "almea": "ALMEA w/o ACS (Table 1)",
+    "base": "base model: no LSL, hence no LSC (Table 2 'w/o LSL')",
+    "no_lsc": "ALMEA w/o ACS without LSC (Table 2)",
+    "no_scl": "ALMEA w/o ACS without L_SCL (Table 2)",
+    "no_dml": "ALMEA w/o ACS without L_DML (Table 2)",
+    "no_url": "ALMEA w/o ACS without L_URL (Table 2)",
+    "no_jal": "ALMEA w/o ACS without L_JAL (Table 2)",
+}
+
+#: Every variant the harness runs, by name. Besides these, ``no_<modality>``
+#: drops any modality a pair has.
+HARNESS_VARIANTS: dict[str, Variant] = {
+    **{
+        name: Variant(_MODEL_NOTES.get(name, f"model variant {name}"), model=name)
+        for name in VARIANTS
+    },
+    **{
+        f"no_{modality}": Variant(
+            f"ALMEA w/o ACS without the {modality} modality (Table 2)", drop=modality
+        )
+        for modality in PAPER_MODALITIES
+    },
+    **{
+        f"almea+{strategy}": Variant(
+            f"ALMEA with {strategy} selection, simulated oracle, test entities "
+            "kept out of the pool (no leak)",
+            strategy=strategy,
+        )
+        for strategy in sorted(STRATEGIES)
+    },
+    "almea+ds3+pseudo": Variant(
+        "ALMEA as the paper's code runs it: DS3, pseudo oracle, transductive pool",
+        strategy="ds3",
+        oracle="pseudo",
+        transductive=True,
+    ),
+}
+
+
+def resolve_variant(name: str) -> Variant:
+    """The :class:`Variant` of ``name``; unknown names raise with the valid ones."""
+    if name in HARNESS_VARIANTS:
+        return HARNESS_VARIANTS[name]
+    match = re.fullmatch(r"almea\+(\w+)", name)
+    if match and match[1] in STRATEGIES:  # a strategy registered after import
+        return Variant(f"ALMEA with {match[1]} selection", strategy=match[1])
+    match = re.fullmatch(r"no_(\w+)", name)
+    if match:
+        return Variant(f"ALMEA w/o ACS without the {match[1]} modality", drop=match[1])
+    raise ValueError(
+        f"unknown variant {name!r}: one of {sorted(HARNESS_VARIANTS)} or no_<modality>"
+    )
+
+
+def _paper_row(source: str, mrr, hits1, hits10) -> dict[str, Any]:
+    """A paper figure; each metric a mean or a ``(mean, std)`` pair, in %."""
+    row: dict[str, Any] = {"source": source}
+    for name, value in zip(METRICS, (hits1, hits10, mrr)):
+        mean, std = value if isinstance(value, tuple) else (value, None)
+        row[name] = mean
+        if std is not None:
+            row.setdefault("std", {})[name] = std
+    return row
+
+
+_T1_WO = "Table 1: ALMEA w/o ACS"
+_T1_ALMEA = "Table 1: ALMEA"
+# The paper's ALMEA row hides labels (a simulated oracle) in its text, while its
+# code runs a pseudo oracle on a transductive pool: both variants are shown it.
+#: The paper's figures (%) by (dataset, seed ratio, variant). Arguments of
+#: ``_paper_row``: MRR, Hits@1, Hits@10 as in the paper's columns.
+PAPER_RESULTS: dict[tuple[str, float, str], dict[str, Any]] = {
+    # Table 1, FB15K-DB15K (mean ± std over five runs)
+    ("FB15K_DB15K", 0.2, "almea"): _paper_row(
+        _T1_WO, (56.00, 0.12), (46.81, 0.14), (73.52, 0.32)
+    ),
+    ("FB15K_DB15K", 0.5, "almea"): _paper_row(
+        _T1_WO, (74.20, 0.27), (67.41, 0.20), (86.31, 0.45)
+    ),
+    ("FB15K_DB15K", 0.8, "almea"): _paper_row(
+        _T1_WO, (84.83, 0.03), (80.45, 0.21), (93.28, 0.18)
+    ),
+    ("FB15K_DB15K", 0.2, "almea+ds3"): _paper_row(
+        _T1_ALMEA, (59.43, 0.10), (50.79, 0.07), (75.64, 0.27)
+    ),
+    ("FB15K_DB15K", 0.5, "almea+ds3"): _paper_row(
+        _T1_ALMEA, (74.16, 0.29), (67.40, 0.32), (86.16, 0.29)
+    ),
+    ("FB15K_DB15K", 0.8, "almea+ds3"): _paper_row(
+        _T1_ALMEA, (83.80, 0.16), (79.08, 0.22), (92.41, 0.48)
+    ),
+    # Table 1, FB15K-YAGO15K (mean ± std over five runs)
+    ("FB15K_YAGO15K", 0.2, "almea"): _paper_row(
+        _T1_WO, (46.09, 0.20), (36.89, 0.24), (63.81, 0.21)
+    ),
+    ("FB15K_YAGO15K", 0.5, "almea"): _paper_row(
+        _T1_WO, (67.21, 0.09), (59.61, 0.10), (81.40, 0.35)
+    ),
+    ("FB15K_YAGO15K", 0.8, "almea"): _paper_row(
+        _T1_WO, (80.10, 0.21), (74.48, 0.16), (90.16, 0.21)
+    ),
+    ("FB15K_YAGO15K", 0.2, "almea+ds3"): _paper_row(
+        _T1_ALMEA, (50.92, 0.11), (42.11, 0.16), (67.70, 0.15)
+    ),
+    ("FB15K_YAGO15K", 0.5, "almea+ds3"): _paper_row(
+        _T1_ALMEA, (68.77, 0.10), (61.33, 0.09), (82.50, 0.21)
+    ),
+    ("FB15K_YAGO15K", 0.8, "almea+ds3"): _paper_row(
+        _T1_ALMEA, (78.34, 0.43), (72.27, 0.53), (88.95, 0.51)
+    ),
+    # Table 2, FB15K-DB15K (80 %), ablations of ALMEA w/o ACS (means)
+    ("FB15K_DB15K", 0.8, "base"): _paper_row("Table 2: w/o LSL", 82.80, 77.13, 90.94),
+    ("FB15K_DB15K", 0.8, "no_lsc"): _paper_row("Table 2: w/o LSC", 81.73, 76.41, 89.89),
+    ("FB15K_DB15K", 0.8, "no_dml"): _paper_row(
+        "Table 2: w/o Distribution Match Loss", 82.96, 77.80, 91.36
+    ),
+    ("FB15K_DB15K", 0.8, "no_url"): _paper_row(
+        "Table 2: w/o Uni-modal Reconstruction Loss", 83.46, 78.50, 91.51
+    ),
+    ("FB15K_DB15K", 0.8, "no_scl"): _paper_row(
+        "Table 2: w/o Semantic Calibration Loss", 82.13, 76.83, 90.24
+    ),
+    ("FB15K_DB15K", 0.8, "no_jal"): _paper_row(
+        "Table 2: w/o Joint Alignment Loss", 83.43, 78.25, 91.38
+    ),
+    ("FB15K_DB15K", 0.8, "no_rel"): _paper_row(
+        "Table 2: w/o Relation Modality", 80.93, 75.24, 90.34
+    ),
+    ("FB15K_DB15K", 0.8, "no_attr"): _paper_row(
+        "Table 2: w/o Attribute Modality", 81.90, 76.24, 91.17
+    ),
+    ("FB15K_DB15K", 0.8, "no_img"): _paper_row(
+        "Table 2: w/o Vision Modality", 83.56, 78.58, 91.78
+    ),
+    # Table 2, FB15K-YAGO15K (80 %), ablations of ALMEA w/o ACS (means)
+    ("FB15K_YAGO15K", 0.8, "base"): _paper_row("Table 2: w/o LSL", 78.43, 72.45, 88.83),
+    ("FB15K_YAGO15K", 0.8, "no_lsc"): _paper_row(
+        "Table 2: w/o LSC", 77.06, 71.21, 87.48
+    ),
+    ("FB15K_YAGO15K", 0.8, "no_dml"): _paper_row(
+        "Table 2: w/o Distribution Match Loss", 78.33, 72.30, 88.86
+    ),
+    ("FB15K_YAGO15K", 0.8, "no_url"): _paper_row(
+        "Table 2: w/o Uni-modal Reconstruction Loss", 78.56, 72.67, 88.99
+    ),
+    ("FB15K_YAGO15K", 0.8, "no_scl"): _paper_row(
+        "Table 2: w/o Semantic Calibration Loss", 77.40, 71.53, 87.53
+    ),
+    ("FB15K_YAGO15K", 0.8, "no_jal"): _paper_row(
+        "Table 2: w/o Joint Alignment Loss", 78.33, 72.45, 88.72
+    ),
+    ("FB15K_YAGO15K", 0.8, "no_rel"): _paper_row(
+        "Table 2: w/o Relation Modality", 75.96, 68.61, 87.84
+    ),
+    ("FB15K_YAGO15K", 0.8, "no_attr"): _paper_row(
+        "Table 2: w/o Attribute Modality", 76.66, 70.03, 88.00
+    ),
+    ("FB15K_YAGO15K", 0.8, "no_img"): _paper_row(
+        "Table 2: w/o Vision Modality", 78.46, 72.27, 89.01
+    ),
+}
+PAPER_RESULTS.update(
+    {
+        (dataset, ratio, "almea+ds3+pseudo"): row
+        for (dataset, ratio, variant), row in list(PAPER_RESULTS.items())
+        if variant == "almea+ds3"
+    }
+)
+
+
+def paper_alpha(dataset: str, seed_ratio: float) -> float | None:
+    return PAPER_DS3_ALPHA.get((dataset, seed_ratio))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid; its fields are the key stored in the cell's JSON.
+
+    ``rounds``, ``interval``, ``budget`` and ``alpha`` (DS3's) describe the
+    active-learning schedule and are ``0``/``None`` without active learning.
+    """
+
+    dataset: str
+    seed_ratio: float
+    variant: str
+    seed: int
+    epochs: int
+    dim: int = DEFAULT_DIM
+    rounds: int = 0
+    interval: int = 0
+    budget: float = 0.0
+    alpha: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.rounds > 0
+
+    def paper_schedule(self) -> bool:
+        """Whether the cell trains as the paper's Table 9 says."""
+        paper_al = (
+            self.rounds == _AL_DEFAULTS.rounds
+            and self.interval == _AL_DEFAULTS.interval
+            and self.budget == _AL_DEFAULTS.budget
+            and self.alpha == self.default_alpha()
+        )
+        return (
+            self.epochs == PAPER_SCHEDULE.get(self.dataset, {}).get("epochs")
+            and self.dim == DEFAULT_DIM
+            and (paper_al or not self.active)
+        )
+
+    def default_alpha(self) -> float | None:
+        strategy = resolve_variant(self.variant).strategy
+        return paper_alpha(self.dataset, self.seed_ratio) if strategy == "ds3" else None
+
+    @property
+    def name(self) -> str:
+        """File-system safe and unique: the defaults of Table 9 are left out."""
+        parts = [self.dataset, f"r{self.seed_ratio:g}", self.variant, f"e{self.epochs}"]
+        if self.active and (self.rounds, self.interval, self.budget) != (
+            _AL_DEFAULTS.rounds,
+            _AL_DEFAULTS.interval,
+            _AL_DEFAULTS.budget,
+        ):
+            parts.append(f"R{self.rounds}-i{self.interval}-b{self.budget:g}")
+        if self.alpha != self.default_alpha():
+            parts.append(f"a{self.alpha:g}")
+        if self.dim != DEFAULT_DIM:
+            parts.append(f"d{self.dim}")
+        parts.append(f"s{self.seed}")
+        return "-".join(parts)
+
+    def key(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_cells(args: argparse.Namespace) -> list[Cell]:
+    """The grid of the command line, in the order it runs (seed before variant)."""
+    variants = {name: resolve_variant(name) for name in args.variants}
+    cells = []
+    for dataset in args.datasets:
+        epochs = ExperimentConfig(dataset=dataset, epochs=args.epochs).resolved_epochs()
+        for ratio in args.seed_ratios:
+            for seed in args.seeds:
+                for name, variant in variants.items():
+                    schedule = {}
+                    if variant.strategy is not None:
+                        alpha = args.alpha if variant.strategy == "ds3" else None
+                        if alpha is None and variant.strategy == "ds3":
+                            alpha = paper_alpha(dataset, ratio)
+                        schedule = dict(
+                            rounds=args.rounds,
+                            interval=args.interval,
+                            budget=args.budget,
+                            alpha=alpha,
+                        )
+                    cells.append(
+                        Cell(dataset, ratio, name, seed, epochs, args.dim, **schedule)
+                    )
+    return cells
+
+
+@cache
+def pair_modalities(dataset: str, data_dir: str | None, cache_dir: str) -> tuple:
+    """The modalities of the model on ``dataset``: graph plus its feature ones."""
+    pair = experiment.load_pair(dataset, data_dir=data_dir, cache_dir=cache_dir)
+    return ("graph", *pair.modalities)
+
+
+def experiment_config(cell: Cell, options: dict[str, Any]) -> ExperimentConfig:
+    """The :class:`ExperimentConfig` that runs ``cell``."""
+    variant = resolve_variant(cell.variant)
+    modalities = None
+    if variant.drop is not None:
+        available = pair_modalities(
+            cell.dataset, options["data_dir"], options["cache_dir"]
+        )
+        if variant.drop not in available:
+            raise ValueError(
+                f"variant {cell.variant!r}: {cell.dataset} has no modality "
+                f"{variant.drop!r} (it has {list(available)})"
+            )
+        modalities = [m for m in available if m != variant.drop]
+    active = None
+    if variant.strategy is not None:
+        active = ActiveLearningConfig(
+            interval=cell.interval,
+            rounds=cell.rounds,
+            budget=cell.budget,
+            strategy=variant.strategy,
+            strategy_kwargs={} if cell.alpha is None else {"alpha": cell.alpha},
+            oracle=variant.oracle,
+            transductive=variant.transductive,
+        )
+    return ExperimentConfig(
+        dataset=cell.dataset,
+        data_dir=options["data_dir"],
+        cache_dir=options["cache_dir"],
+        seed_ratio=cell.seed_ratio,
+        seed=cell.seed,
+        epochs=cell.epochs,
+        eval_every=options["eval_every"],
+        device=options["device"],
+        output=str(Path(options["work_dir"]) / cell.name),
+        variant=variant.model,
+        modalities=modalities,
+        model={"dim": cell.dim},
+        active=active,
+        progress=options["progress"],
+    )
+
+
+def cell_path(cell: Cell, results: str | Path) -> Path:
+    return Path(results) / f"{cell.name}.json"
+
+
+def is_done(cell: Cell, results: str | Path) -> bool:
+    """Whether ``cell``'s JSON exists; one holding another key is an error."""
+    path = cell_path(cell, results)
+    if not path.exists():
+        return False
+    stored = json.loads(path.read_text()).get("cell")
+    if stored != cell.key():
+        raise ValueError(
+            f"{path} holds cell {stored}, not {cell.key()}: move it away to rerun"
+        )
+    return True
+
+
+def run_cell(cell: Cell, options: dict[str, Any]) -> Path:
+    """Run ``cell`` in this process (resuming its checkpoint) and write its JSON."""
+    config = experiment_config(cell, options)
+    if options.get("threads"):
+        torch.set_num_threads(options["threads"])
+    out = Path(config.output)
+    resume = (out / "checkpoint.pt").exists()
+    if resume:
+        log.info("%s: resuming from %s", cell.name, out / "checkpoint.pt")
+    elif (out / "log.csv").exists():
+        (out / "log.csv").unlink()  # the log of an attempt that left no checkpoint
+    result = experiment.run_experiment(config, resume=resume)
+    if result["status"] != "done":
+        raise RuntimeError(f"{cell.name}: run ended with status {result['status']!r}")
+    record = {
+        "cell": cell.key(),
+        "status": result["status"],
+        "resumed": resume,
+        "protocol": result["protocol"],
+        "metrics": result["metrics"],
+        "rounds": result["rounds"],
+        "timing": result["timing"],
+        "config": result["config"],
+        "command": options["command"],
+    }
+    path = cell_path(cell, options["results"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(record, path)
+    return path
+
+
+def run_grid(cells: list[Cell], options: dict[str, Any], *, isolate: bool) -> int:
+    """Run the cells not done yet; returns the number that failed."""
+    pending = [cell for cell in cells if not is_done(cell, options["results"])]
+    for cell in cells:
+        if cell not in pending:
+            log.info("skip %s: done", cell.name)
+    for cell in pending:  # every drop variant checked before anything trains
+        experiment_config(cell, {**options, "progress": False})
+    failed = []
+    for index, cell in enumerate(pending, 1):
+        log.info("cell %d/%d: %s", index, len(pending), cell.name)
+        if isolate:
+            payload = json.dumps({"cell": cell.key(), "options": options})
+            child = [sys.executable, str(Path(__file__).resolve()), "--run-cell"]
+            child += [payload, *(["-v"] if options["verbose"] else [])]
+            ok = subprocess.run(child).returncode == 0
+        else:
+            try:
+                run_cell(cell, options)
+                ok = True
+            except Exception:
+                log.exception("%s failed", cell.name)
+                ok = False
+        if ok:
+            log.info("%s: written %s", cell.name, cell_path(cell, options["results"]))
+        else:
+            failed.append(cell.name)
+    if failed:
+        log.error("%d cell(s) failed: %s", len(failed), ", ".join(failed))
+    return len(failed)
+
+
+def load_records(results: str | Path) -> list[dict[str, Any]]:
+    """Every cell JSON under ``results`` (other JSON files are ignored)."""
+    records = []
+    for path in sorted(Path(results).glob("*.json")):
+        if path.name in SUMMARY_NAMES:
+            continue
+        record = json.loads(path.read_text())
+        if "cell" not in record:
+            log.warning("%s: not a cell JSON, ignored", path)
+            continue
+        records.append(record)
+    return records
+
+
+def _group_key(cell: dict[str, Any]) -> tuple:
+    return tuple((k, v) for k, v in cell.items() if k != "seed")
+
+
+def _mean_std(values: list[float]) -> dict[str, float | None]:
+    """Mean and sample standard deviation (``ddof=1``; ``None`` for one value)."""
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+    }
+
+
+def summary_rows(records: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """One row per group of cells that differ only in the seed."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[_group_key(record["cell"])].append(record)
+    order = {name: i for i, name in enumerate(HARNESS_VARIANTS)}
+    rows = []
+    for group in groups.values():
+        group.sort(key=lambda r: r["cell"]["seed"])
+        cell, protocol = group[0]["cell"], group[0]["protocol"]
+        row = {k: v for k, v in cell.items() if k != "seed"}
+        row.update(
+            strategy=protocol.get("strategy"),
+            oracle=protocol.get("oracle"),
+            test_links_in_pool=protocol.get("test_links_in_pool"),
+            modalities=protocol.get("modalities"),
+            n=len(group),
+            seeds=[r["cell"]["seed"] for r in group],
+            metric=metric,
+        )
+        for name in METRICS:
+            row[name] = _mean_std([r["metrics"][metric][name] for r in group])
+        seconds = [
+            r["timing"].get("seconds_per_epoch_median")
+            for r in group
+            if r["timing"].get("seconds_per_epoch_median") is not None
+        ]
+        memory = [r["timing"]["peak_memory_mib"] for r in group]
+        row["seconds_per_epoch_median"] = (
+            statistics.median(seconds) if seconds else None
+        )
+        row["peak_memory_mib_max"] = max(memory)
+        row["paper"] = paper_reference(Cell(**cell))
+        rows.append(row)
+    rows.sort(
+        key=lambda r: (
+            r["dataset"],
+            r["seed_ratio"],
+            r["epochs"],
+            order.get(r["variant"], len(order)),
+            r["variant"],
+            r["rounds"],
+            r["interval"],
+            r["budget"],
+            r["dim"],
+        )
+    )
+    return rows
+
+
+def paper_reference(cell: Cell) -> dict[str, Any] | None:
+    """The paper's figure for ``cell``'s row, if the paper has that exact row."""
+    if not cell.paper_schedule():
+        return None
+    return PAPER_RESULTS.get((cell.dataset, cell.seed_ratio, cell.variant))
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def paired_t_tests(
+    records: list[dict[str, Any]], a: str, b: str, metric: str
+) -> list[dict[str, Any]]:
+    """Paired t-tests of variant ``a`` against ``b`` over their common seeds.
+
+    One test per dataset, seed ratio, epochs and dimension (and schedule, for an
+    active-learning side) where both have at least two common seeds, on MRR and
+    Hits@1; ``mean_diff`` is ``a - b``.
+    """
+    from scipy.stats import ttest_rel
+
+    if a == b:
+        raise ValueError(f"--compare needs two different variants, got {a!r} twice")
+    schedule_fields = ("rounds", "interval", "budget", "alpha")
+    sides: dict[tuple, dict[tuple, dict[int, dict]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    for record in records:
+        cell = record["cell"]
+        if cell["variant"] not in (a, b):
+            continue
+        setting = (cell["dataset"], cell["seed_ratio"], cell["epochs"], cell["dim"])
+        schedule = tuple(cell[k] for k in schedule_fields)
+        sides[setting][(cell["variant"], schedule)][cell["seed"]] = record
+    tests = []
+    for setting, groups in sorted(sides.items()):
+        for (va, sched_a), seeds_a in groups.items():
+            for (vb, sched_b), seeds_b in groups.items():
+                if (va, vb) != (a, b):
+                    continue
+                common = sorted(set(seeds_a) & set(seeds_b))
+                if len(common) < 2:
+                    continue
+                test = {
+                    "a": a,
+                    "b": b,
+                    "dataset": setting[0],
+                    "seed_ratio": setting[1],
+                    "epochs": setting[2],
+                    "dim": setting[3],
+                    "schedule_a": dict(zip(schedule_fields, sched_a)),
+                    "schedule_b": dict(zip(schedule_fields, sched_b)),
+                    "metric": metric,
+                    "n": len(common),
+                    "seeds": common,
+                }
+                for name in ("mrr", "hits@1"):
+                    xa = [seeds_a[s]["metrics"][metric][name] for s in common]
+                    xb = [seeds_b[s]["metrics"][metric][name] for s in common]
+                    t, p = ttest_rel(xa, xb)
+                    test[name] = {
+                        "t": _finite(t),
+                        "p": _finite(p),
+                        "mean_diff": statistics.fmean(x - y for x, y in zip(xa, xb)),
+                    }
+                tests.append(test)
+    if not tests:
+        log.warning("--compare %s %s: no setting with 2 common seeds", a, b)
+    return tests
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _fmt_mean_std(stat: dict[str, float | None]) -> str:
+    return f"{_fmt(stat['mean'])} ± {_fmt(stat['std'])}"
+
+
+def _fmt_paper(paper: dict[str, Any] | None, name: str) -> str:
+    if paper is None:
+        return ""
+    std = paper.get("std", {}).get(name)
+    return _fmt(paper[name]) + ("" if std is None else f" ± {std:.2f}")
+
+
+def format_markdown(
+    rows: list[dict[str, Any]], tests: list[dict[str, Any]], metric: str
+) -> str:
+    """The summary as Markdown tables (metrics in %, mean ± sample std)."""
+    head = (
+        "dataset | ratio | epochs | variant | strategy | oracle | test in pool | "
+        "n | seeds | Hits@1 | Hits@10 | MRR | s/epoch | peak MiB | "
+        "paper Hits@1 | paper Hits@10 | paper MRR | paper row"
+    )
+    lines = [
+        f"# Accuracy ({metric}, %, mean ± sample std over seeds)",
+        "",
+        f"| {head} |",
+        "|" + "---|" * (head.count("|") + 1),
+    ]
+    for row in rows:
+        variant = row["variant"]
+        if row["rounds"]:
+            variant += f" (R{row['rounds']}/i{row['interval']}/b{row['budget']:g}"
+            variant += "" if row["alpha"] is None else f"/a{row['alpha']:g}"
+            variant += ")"
+        if row["dim"] != DEFAULT_DIM:
+            variant += f" d{row['dim']}"
+        paper = row["paper"]
+        cells = [
+            row["dataset"],
+            f"{row['seed_ratio']:g}",
+            str(row["epochs"]),
+            variant,
+            row["strategy"] or "-",
+            row["oracle"] or "-",
+            "-" if row["strategy"] is None else str(row["test_links_in_pool"]),
+            str(row["n"]),
+            " ".join(map(str, row["seeds"])),
+            *(_fmt_mean_std(row[name]) for name in METRICS),
+            _fmt(row["seconds_per_epoch_median"], 3),
+            _fmt(row["peak_memory_mib_max"], 0),
+            *(_fmt_paper(paper, name) for name in METRICS),
+            "" if paper is None else paper["source"],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if tests:
+        lines += [
+            "",
+            f"## Paired t-tests ({metric}; difference = A - B)",
+            "",
+            "| A | B | dataset | ratio | epochs | n | MRR diff | MRR t | MRR p "
+            "| Hits@1 diff | Hits@1 t | Hits@1 p |",
+            "|" + "---|" * 12,
+        ]
+        for test in tests:
+            stats = []
+            for name in ("mrr", "hits@1"):
+                s = test[name]
+                stats += [_fmt(s["mean_diff"]), _fmt(s["t"]), _fmt(s["p"], 4)]
+            lines.append(
+                f"| {test['a']} | {test['b']} | {test['dataset']} | "
+                f"{test['seed_ratio']:g} | {test['epochs']} | {test['n']} | "
+                + " | ".join(stats)
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def summarise(
+    results: str | Path, *, metric: str, compare: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """Write ``summary.json`` and ``summary.md`` into ``results``; return the JSON."""
+    records = load_records(results)
+    rows = summary_rows(records, metric)
+    tests = [t for a, b in compare for t in paired_t_tests(records, a, b, metric)]
+    summary = {"metric": metric, "rows": rows, "comparisons": tests}
+    results = Path(results)
+    write_json(summary, results / "summary.json")
+    markdown = format_markdown(rows, tests, metric)
+    atomic_write_text(markdown, results / "summary.md")
+    print(markdown, end="")
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    grid = parser.add_argument_group("the grid")
+    grid.add_argument("--datasets", nargs="+", choices=sorted(PAPER_SCHEDULE))
+    grid.add_argument("--seed-ratios", nargs="+", type=float, default=[0.2])
+    grid.add_argument(
+        "--variants",
+        nargs="+",
+        default=["almea"],
+        help=f"{', '.join(HARNESS_VARIANTS)} or no_<modality>",
+    )
+    grid.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    grid.add_argument(
+        "--epochs", type=int, help="warm-up epochs (default: Table 9 per dataset)"
+    )
+    grid.add_argument(
+        "--dim", type=int, default=DEFAULT_DIM, help="embedding size (paper: 300)"
+    )
+    active = parser.add_argument_group("active-learning schedule (almea+* variants)")
+    active.add_argument("--rounds", type=int, default=_AL_DEFAULTS.rounds)
+    active.add_argument("--interval", type=int, default=_AL_DEFAULTS.interval)
+    active.add_argument(
+        "--budget",
+        type=float,
+        default=_AL_DEFAULTS.budget,
+        help="per round: fraction of links or count",
+    )
+    active.add_argument(
+        "--alpha", type=float, help="DS3 alpha (default: Table 9 per dataset/ratio)"
+    )
+    where = parser.add_argument_group("where")
+    where.add_argument("--data-dir", help="local mmkb directory (../shared/data/mmkg)")
+    where.add_argument("--cache-dir", default="data")
+    where.add_argument("--results", type=Path, default=RESULTS)
+    where.add_argument("--work-dir", type=Path, default=WORK_DIR)
+    run = parser.add_argument_group("running")
+    run.add_argument("--device", default="cpu")
+    run.add_argument("--eval-every", type=int, default=0)
+    run.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    run.add_argument("--no-progress", action="store_true")
+    run.add_argument(
+        "--in-process", action="store_true", help="no child process per cell"
+    )
+    run.add_argument("--dry-run", action="store_true", help="list the cells only")
+    run.add_argument("-v", "--verbose", action="store_true", help="library logs too")
+    summary = parser.add_argument_group("summary")
+    summary.add_argument("--summarise", action="store_true", help="no training")
+    summary.add_argument("--metric", choices=["csls", "cosine"], default="csls")
+    summary.add_argument(
+        "--compare",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("A", "B"),
+        help="paired t-test of variant A against B (repeatable)",
+    )
+    parser.add_argument("--run-cell", help=SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    log.setLevel(logging.INFO)
+    try:
+        if args.run_cell:
+            payload = json.loads(args.run_cell)
+            run_cell(Cell(**payload["cell"]), payload["options"])
+            return 0
+        if args.summarise:
+            summarise(args.results, metric=args.metric, compare=args.compare)
+            return 0
+        if not args.datasets:
+            raise ValueError("--datasets is required to run cells")
+        cells = build_cells(args)
+        if args.dry_run:
+            for cell in cells:
+                done = is_done(cell, args.results)
+                print(f"{'done' if done else 'todo'}  {cell.name}")
+            return 0
+        options = {
+            "data_dir": args.data_dir,
+            "cache_dir": args.cache_dir,
+            "results": str(args.results),
+            "work_dir": str(args.work_dir),
+            "device": args.device,
+            "eval_every": args.eval_every,
+            "threads": args.threads,
+            "progress": not args.no_progress,
+            "verbose": args.verbose,
+            "command": [
+                "benchmarks/accuracy.py",
+                *(sys.argv[1:] if argv is None else argv),
+            ],
+        }
+        return 1 if run_grid(cells, options, isolate=not args.in_process) else 0
+    except (ValueError, FileNotFoundError) as error:
+        print(f"accuracy.py: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
