@@ -52,11 +52,14 @@ class ModalityVAE(nn.Module):
         hidden = self.encoder(h)
         return self.mu(hidden), self.logvar(hidden).clamp(-10.0, 10.0)
 
-    def sample(self, mu: Tensor, logvar: Tensor) -> Tensor:
-        """``mu + sigma * eps`` when training, ``mu`` otherwise."""
+    def sample(self, mu: Tensor, logvar: Tensor, eps: Tensor | None = None) -> Tensor:
+        """``mu + sigma * eps`` when training (``eps`` drawn if not given), ``mu``
+        otherwise."""
         if not self.training:
             return mu
-        return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        if eps is None:
+            eps = torch.randn_like(mu)
+        return mu + eps * (0.5 * logvar).exp()
 
     def encode(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(z, mu, logvar)``; ``z`` is sampled when training, ``mu`` otherwise."""
@@ -78,6 +81,20 @@ class LSLOutput(NamedTuple):
     logvar: dict[str, Tensor]
     #: ``{m: (B,)}`` True where modality ``m`` was dropped by the masking.
     dropped: dict[str, Tensor]
+
+
+class LSLNoise(NamedTuple):
+    """The random draws of one training pass of :class:`LatentSemanticLearning`.
+
+    Drawn for a whole batch up front so that a batch processed in chunks (or
+    recomputed) sees exactly the draws it would see in one piece.
+    """
+
+    #: ``{m: (B,)}`` True where modality ``m`` is dropped by the masking.
+    dropped: dict[str, Tensor]
+    #: ``{m: (B, 2, d)}`` reparameterisation noise of the unmasked (``[:, 0]``)
+    #: and masked (``[:, 1]``) latents.
+    eps: dict[str, Tensor]
 
 
 class LatentSemanticLearning(nn.Module):
@@ -140,18 +157,35 @@ class LatentSemanticLearning(nn.Module):
             for m in self.modalities
         }
 
+    def draw(self, present: dict[str, Tensor]) -> LSLNoise:
+        """The masks and reparameterisation noise of a training pass."""
+        dropped = self.sample_dropped(present)
+        eps = {
+            m: torch.randn(present[m].size(0), 2, self.dim, device=present[m].device)
+            for m in self.modalities
+        }
+        return LSLNoise(dropped, eps)
+
     def encode(self, name: str, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.vaes[name].encode(h)
 
     def decode(self, name: str, z: Tensor) -> Tensor:
         return self.vaes[name].decode(z)
 
-    def forward(self, h: dict[str, Tensor], present: dict[str, Tensor]) -> LSLOutput:
-        dropped = (
-            self.sample_dropped(present)
-            if self.training
-            else {m: torch.zeros_like(present[m]) for m in self.modalities}
-        )
+    def forward(
+        self,
+        h: dict[str, Tensor],
+        present: dict[str, Tensor],
+        noise: LSLNoise | None = None,
+    ) -> LSLOutput:
+        """``noise``: the training pass's draws (default: drawn here)."""
+        if not self.training:
+            noise = LSLNoise(
+                {m: torch.zeros_like(present[m]) for m in self.modalities}, {}
+            )
+        elif noise is None:
+            noise = self.draw(present)
+        dropped, eps = noise
         out = LSLOutput({}, {}, {}, {}, {}, {}, dropped)
         for m in self.modalities:
             vae = self.vaes[m]
@@ -163,8 +197,14 @@ class LatentSemanticLearning(nn.Module):
             drop = dropped[m].unsqueeze(-1)
             mu_masked = torch.where(drop, mu_zero, mu)
             logvar_masked = torch.where(drop, logvar_zero, logvar)
-            out.z[m], out.mu[m], out.logvar[m] = vae.sample(mu, logvar), mu, logvar
-            out.z_masked[m] = vae.sample(mu_masked, logvar_masked)
+            noise_m = eps.get(m)
+            out.z[m] = vae.sample(
+                mu, logvar, None if noise_m is None else noise_m[:, 0]
+            )
+            out.mu[m], out.logvar[m] = mu, logvar
+            out.z_masked[m] = vae.sample(
+                mu_masked, logvar_masked, None if noise_m is None else noise_m[:, 1]
+            )
             out.mu_masked[m], out.logvar_masked[m] = mu_masked, logvar_masked
         return out
 

@@ -40,6 +40,56 @@ def test_forward_losses_and_gradients(pair):
         assert any(g is not None and g.abs().sum() > 0 for g in grads), name
 
 
+def _losses_and_grads(model, pair, links):
+    losses = model(pair, links)
+    model.zero_grad()
+    losses["loss"].backward()
+    grads = {
+        n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+    }
+    return {k: v.detach() for k, v in losses.items()}, grads
+
+
+def test_latent_chunks_equal_one_chunk_without_randomness(pair):
+    # Eval mode: no masking, no sampling, so chunking must not change a thing.
+    links = pair.train_links[:, :70]
+    whole = small_model(pair, latent_chunk_size=None).eval()
+    chunked = small_model(pair, latent_chunk_size=16).eval()
+    losses_w, grads_w = _losses_and_grads(whole, pair, links)
+    losses_c, grads_c = _losses_and_grads(chunked, pair, links)
+    for key in LATENT_TERMS + ("loss",):
+        assert torch.allclose(losses_c[key], losses_w[key], rtol=1e-5), key
+    assert grads_c.keys() == grads_w.keys()
+    for name, grad in grads_w.items():
+        assert torch.allclose(grads_c[name], grad, rtol=1e-4, atol=1e-6), name
+
+
+@pytest.mark.parametrize("recompute", [True, False])
+def test_latent_chunks_see_the_draws_of_one_pass(pair, monkeypatch, recompute):
+    # Training mode: masks and noise are drawn for the whole batch, so chunked
+    # (recomputed or kept) and unchunked passes give the same losses and gradients.
+    links = pair.train_links[:, :70]
+    whole = small_model(pair, latent_chunk_size=None).train()
+    chunked = small_model(pair, latent_chunk_size=16).train()
+    if not recompute:
+        monkeypatch.setattr(
+            "almea_pyg.models.almea.checkpoint", lambda fn, *args, **_: fn(*args)
+        )
+    torch.manual_seed(5)
+    losses_w, grads_w = _losses_and_grads(whole, pair, links)
+    torch.manual_seed(5)
+    losses_c, grads_c = _losses_and_grads(chunked, pair, links)
+    for key in LATENT_TERMS + ("loss",):
+        assert torch.allclose(losses_c[key], losses_w[key], rtol=1e-5), key
+    for name, grad in grads_w.items():
+        assert torch.allclose(grads_c[name], grad, rtol=1e-4, atol=1e-6), name
+
+
+def test_latent_chunk_size_must_be_positive(pair):
+    with pytest.raises(ValueError, match="latent_chunk_size"):
+        small_model(pair, latent_chunk_size=0)
+
+
 def test_loss_switches(pair):
     torch.manual_seed(3)
     off = small_model(pair, lambda_scl=0.0, lambda_url=0.0)
