@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from almea_pyg.data.pair import MMKGPair
 from almea_pyg.io import atomic_write_text
 from almea_pyg.models import ALMEA
 from almea_pyg.plot import save_run_plots
+from almea_pyg.train.memory import limit_heap_fragmentation, peak_memory_mib
 from almea_pyg.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -132,22 +132,20 @@ def build_model(config: ExperimentConfig, pair: MMKGPair) -> ALMEA:
     )
 
 
-def peak_memory_mib() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux: ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[str, Any]:
     """Train and evaluate one configuration; write ``result.json`` into ``output``.
 
     With ``config.active`` (rounds > 0), the warm-up is ``epochs`` and active
     learning follows; ``resume`` continues from ``output/checkpoint.pt``. A run
     whose human oracle awaits labels returns with ``status: labels_pending``.
+    Fixes glibc's mmap threshold for the process first
+    (:func:`~almea_pyg.train.memory.limit_heap_fragmentation`).
     """
     if config.variant not in VARIANTS:
         raise ValueError(
             f"unknown variant {config.variant!r}: one of {sorted(VARIANTS)}"
         )
+    limit_heap_fragmentation()
     torch.manual_seed(config.seed)
     pair = prepare_pair(config)
     model = build_model(config, pair)

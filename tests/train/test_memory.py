@@ -1,0 +1,38 @@
+import ctypes
+import ctypes.util
+from pathlib import Path
+
+import pytest
+
+from almea_pyg.train import memory
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="not Linux")
+def test_peak_memory_matches_the_kernels_high_water_mark():
+    block = bytearray(64 << 20)
+    block[::4096] = b"x" * len(block[::4096])
+    status = dict(
+        line.split(":", 1)
+        for line in Path("/proc/self/status").read_text().splitlines()
+    )
+    rss, hwm = (int(status[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM"))
+    # ru_maxrss lags the live count a little; it is in MiB, not KiB or pages.
+    assert 0.9 * rss <= memory.peak_memory_mib() <= hwm + 1
+    assert rss > 64
+
+
+@pytest.mark.skipif(
+    not hasattr(ctypes.CDLL(ctypes.util.find_library("c")), "mallopt"),
+    reason="not glibc",
+)
+def test_limit_heap_fragmentation_sets_the_threshold():
+    assert memory.limit_heap_fragmentation(1 << 20) is True
+    assert memory.limit_heap_fragmentation() is True
+
+
+def test_limit_heap_fragmentation_without_glibc(monkeypatch):
+    def no_libc(name):
+        raise OSError("no C library")
+
+    monkeypatch.setattr(memory.ctypes, "CDLL", no_libc)
+    assert memory.limit_heap_fragmentation() is False
