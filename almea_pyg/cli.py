@@ -38,6 +38,12 @@ def add_train_arguments(
     )
     parser.add_argument("--cache-dir", default="data", help="processed-pair cache")
     parser.add_argument("--seed-ratio", type=float, default=0.2)
+    parser.add_argument(
+        "--pool-ratio",
+        type=float,
+        default=0.0,
+        help="share of links hidden from every split, revealable only by an oracle",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--epochs", type=int, help="default: the paper's warm-up (Table 9)"
@@ -98,6 +104,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         data_dir=args.data_dir,
         cache_dir=args.cache_dir,
         seed_ratio=args.seed_ratio,
+        pool_ratio=args.pool_ratio,
         seed=args.seed,
         epochs=args.epochs,
         eval_every=args.eval_every,

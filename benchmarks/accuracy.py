@@ -277,6 +277,8 @@ class Cell:
 
     ``rounds``, ``interval``, ``budget`` and ``alpha`` (DS3's) describe the
     active-learning schedule and are ``0``/``None`` without active learning.
+    ``pool_ratio`` is the share of links held out of every split (revealable
+    only by an oracle; the key leaves it out when it is ``0``).
     """
 
     dataset: str
@@ -289,6 +291,7 @@ class Cell:
     interval: int = 0
     budget: float = 0.0
     alpha: float | None = None
+    pool_ratio: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -305,6 +308,7 @@ class Cell:
         return (
             self.epochs == PAPER_SCHEDULE.get(self.dataset, {}).get("epochs")
             and self.dim == DEFAULT_DIM
+            and not self.pool_ratio
             and (paper_al or not self.active)
         )
 
@@ -326,11 +330,16 @@ class Cell:
             parts.append(f"a{self.alpha:g}")
         if self.dim != DEFAULT_DIM:
             parts.append(f"d{self.dim}")
+        if self.pool_ratio:
+            parts.append(f"p{self.pool_ratio:g}")
         parts.append(f"s{self.seed}")
         return "-".join(parts)
 
     def key(self) -> dict[str, Any]:
-        return asdict(self)
+        key = asdict(self)
+        if not self.pool_ratio:
+            del key["pool_ratio"]
+        return key
 
 
 def build_cells(args: argparse.Namespace) -> list[Cell]:
@@ -354,7 +363,16 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
                             alpha=alpha,
                         )
                     cells.append(
-                        Cell(dataset, ratio, name, seed, epochs, args.dim, **schedule)
+                        Cell(
+                            dataset,
+                            ratio,
+                            name,
+                            seed,
+                            epochs,
+                            args.dim,
+                            **schedule,
+                            pool_ratio=args.pool_ratio,
+                        )
                     )
     return cells
 
@@ -396,6 +414,7 @@ def experiment_config(cell: Cell, options: dict[str, Any]) -> ExperimentConfig:
         data_dir=options["data_dir"],
         cache_dir=options["cache_dir"],
         seed_ratio=cell.seed_ratio,
+        pool_ratio=cell.pool_ratio,
         seed=cell.seed,
         epochs=cell.epochs,
         eval_every=options["eval_every"],
@@ -504,7 +523,7 @@ def load_records(results: str | Path) -> list[dict[str, Any]]:
 
 
 def _group_key(cell: dict[str, Any]) -> tuple:
-    return tuple((k, v) for k, v in cell.items() if k != "seed")
+    return tuple((k, v) for k, v in Cell(**cell).key().items() if k != "seed")
 
 
 def _mean_std(values: list[float]) -> dict[str, float | None]:
@@ -597,7 +616,13 @@ def paired_t_tests(
         cell = record["cell"]
         if cell["variant"] not in (a, b):
             continue
-        setting = (cell["dataset"], cell["seed_ratio"], cell["epochs"], cell["dim"])
+        setting = (
+            cell["dataset"],
+            cell["seed_ratio"],
+            cell["epochs"],
+            cell["dim"],
+            cell.get("pool_ratio", 0.0),
+        )
         schedule = tuple(cell[k] for k in schedule_fields)
         sides[setting][(cell["variant"], schedule)][cell["seed"]] = record
     tests = []
@@ -616,6 +641,7 @@ def paired_t_tests(
                     "seed_ratio": setting[1],
                     "epochs": setting[2],
                     "dim": setting[3],
+                    "pool_ratio": setting[4],
                     "schedule_a": dict(zip(schedule_fields, sched_a)),
                     "schedule_b": dict(zip(schedule_fields, sched_b)),
                     "metric": metric,
@@ -749,6 +775,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grid.add_argument(
         "--dim", type=int, default=DEFAULT_DIM, help="embedding size (paper: 300)"
+    )
+    grid.add_argument(
+        "--pool-ratio",
+        type=float,
+        default=0.0,
+        help="share of links in no split, revealable only by an oracle",
     )
     active = parser.add_argument_group("active-learning schedule (almea+* variants)")
     active.add_argument("--rounds", type=int, default=_AL_DEFAULTS.rounds)

@@ -29,9 +29,21 @@ def test_train_writes_result_with_protocol(run_dir, capsys):
     assert protocol["seed_ratio"] == 0.2 and protocol["seed"] == 0
     assert protocol["epochs"] == 2 and protocol["test_links_in_pool"] is False
     assert protocol["modalities"] == ["graph", "attr", "img", "rel"]
+    assert protocol["pool_ratio"] == 0.0 and protocol["pool_links"] == 0
     assert {"cosine", "csls", "csls_impute_true"} == set(result["metrics"])
     assert result["timing"]["seconds_per_epoch"] > 0
     assert (run_dir / "log.csv").exists() and (run_dir / "checkpoint.pt").exists()
+
+
+def test_pool_ratio_hides_links_from_every_split(tmp_path):
+    argv = ["train", "--epochs", "1", "--dim", "8", "--no-progress"]
+    argv += ["--pool-ratio", "0.25", "--output", str(tmp_path)]
+    assert main(argv) == 0
+    protocol = json.loads((tmp_path / "result.json").read_text())["protocol"]
+    shown = protocol["train_links"] + protocol["test_links"]
+    assert protocol["pool_ratio"] == 0.25 and protocol["pool_links"] > 0
+    links = shown + protocol["pool_links"]
+    assert protocol["pool_links"] == round(0.25 * links)
 
 
 def test_evaluate_reproduces_training_metrics(run_dir, capsys):

@@ -131,11 +131,22 @@ class MMKGPair:
         return self.source[ENTITY].num_nodes, self.target[ENTITY].num_nodes
 
     def split(
-        self, ratio: float, *, seed: int = 0, valid_ratio: float = 0.0
+        self,
+        ratio: float,
+        *,
+        seed: int = 0,
+        valid_ratio: float = 0.0,
+        pool_ratio: float = 0.0,
     ) -> MMKGPair:
-        """A copy split into seed/valid/test links by a seeded shuffle."""
+        """A copy split into seed/valid/test links by a seeded shuffle.
+
+        ``pool_ratio`` of the links go into none of the three (see
+        :func:`~almea_pyg.data.split.split_links`): under the default no-leak
+        protocol their entities are the part of the active-learning pool that
+        has true partners to find, without revealing a test link.
+        """
         train, valid, test = split_links(
-            self.links, ratio, seed=seed, valid_ratio=valid_ratio
+            self.links, ratio, seed=seed, valid_ratio=valid_ratio, pool_ratio=pool_ratio
         )
         return MMKGPair(
             self.source,

@@ -5,30 +5,40 @@ from torch import Tensor
 
 
 def split_links(
-    links: Tensor, ratio: float, *, seed: int = 0, valid_ratio: float = 0.0
+    links: Tensor,
+    ratio: float,
+    *,
+    seed: int = 0,
+    valid_ratio: float = 0.0,
+    pool_ratio: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Shuffle ``links`` with ``seed`` and cut it into train, valid and test links.
 
     As in MCLEA/MEAformer/ALMEA, the first ``ratio * L`` shuffled links are the
     seeds, the next ``valid_ratio * L`` the validation links, the rest the test.
+    With ``pool_ratio``, the ``pool_ratio * L`` links after the validation links
+    are in none of the three: hidden links that only an active-learning oracle can
+    reveal (the seeds stay those of ``pool_ratio = 0``).
 
     Shapes:
         links: ``(2, L)`` -> three ``(2, *)`` tensors
     """
     if not 0.0 < ratio < 1.0:
         raise ValueError(f"seed ratio must be in (0, 1), got {ratio}")
-    if valid_ratio < 0.0 or ratio + valid_ratio >= 1.0:
+    if valid_ratio < 0.0 or pool_ratio < 0.0 or ratio + valid_ratio + pool_ratio >= 1:
         raise ValueError(
-            f"valid_ratio must be >= 0 and leave test links, got {valid_ratio}"
+            "valid_ratio and pool_ratio must be >= 0 and leave test links, got "
+            f"{valid_ratio} and {pool_ratio}"
         )
     num_links = links.size(1)
     generator = torch.Generator().manual_seed(seed)
     perm = torch.randperm(num_links, generator=generator).to(links.device)
     num_train = int(round(ratio * num_links, 6))
     num_valid = int(round(valid_ratio * num_links, 6))
+    num_pool = int(round(pool_ratio * num_links, 6))
     shuffled = links[:, perm]
     return (
         shuffled[:, :num_train],
         shuffled[:, num_train : num_train + num_valid],
-        shuffled[:, num_train + num_valid :],
+        shuffled[:, num_train + num_valid + num_pool :],
     )

@@ -57,6 +57,7 @@ class ExperimentConfig:
     data_dir: str | None = None
     cache_dir: str = "data"
     seed_ratio: float = 0.2
+    pool_ratio: float = 0.0
     seed: int = 0
     epochs: int | None = None
     eval_every: int = 0
@@ -119,7 +120,9 @@ def prepare_pair(config: ExperimentConfig) -> MMKGPair:
     pair = load_pair(
         config.dataset, data_dir=config.data_dir, cache_dir=config.cache_dir
     )
-    return pair.split(config.seed_ratio, seed=config.seed).to(config.device)
+    return pair.split(
+        config.seed_ratio, seed=config.seed, pool_ratio=config.pool_ratio
+    ).to(config.device)
 
 
 def build_model(config: ExperimentConfig, pair: MMKGPair) -> ALMEA:
@@ -162,6 +165,10 @@ def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[st
         progress=config.progress,
     )
     epochs = config.resolved_epochs()
+    # Links in no split: only an oracle can reveal them (before any is learned).
+    pool_links = pair.links.size(1) - sum(
+        links.size(1) for links in (pair.train_links, pair.valid_links, pair.test_links)
+    )
     active = (
         config.active if config.active is not None and config.active.rounds else None
     )
@@ -213,6 +220,8 @@ def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[st
             "test_links_removed": learner.test_links_removed if learner else 0,
             "train_links": pair.train_links.size(1),
             "test_links": pair.test_links.size(1),
+            "pool_ratio": config.pool_ratio,
+            "pool_links": pool_links,
         },
         "metrics": metrics,
         "rounds": learner.rounds if learner is not None else [],

@@ -53,6 +53,25 @@ def test_default_protocol_never_reveals_test_links(pair, strategy):
     assert al.trainer.pair.test_links.size(1) == pair.test_links.size(1)
 
 
+def test_held_out_pool_links_are_found_without_touching_test_links():
+    # With a pool share, the no-leak pool holds entities with true partners: the
+    # simulated oracle confirms some, and still never a test link.
+    base = make_synthetic_pair(num_entities=150, seed=3)
+    pair = base.split(0.3, seed=0, pool_ratio=0.3)
+    hidden = link_keys(pair.links, pair.num_entities[1])
+    shown = link_keys(
+        torch.cat([pair.train_links, pair.test_links], dim=1), pair.num_entities[1]
+    )
+    pool_keys = hidden[~torch.isin(hidden, shown)]
+    al = learner(pair, strategy="random", oracle="simulated", budget=10, rounds=3)
+    rounds = al.run()
+    learned = link_keys(al.trainer.train_links[:, seeds(pair) :], pair.num_entities[1])
+    assert sum(r["correct"] for r in rounds) == learned.numel() > 0
+    assert torch.isin(learned, pool_keys).all()
+    test_keys = link_keys(pair.test_links, pair.num_entities[1])
+    assert not torch.isin(learned, test_keys).any()
+
+
 class HalfRight(Strategy):
     """Proposes test links of selectable entities, every second one corrupted."""
 

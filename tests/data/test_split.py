@@ -66,3 +66,19 @@ def test_split_bad_valid_ratio(ratio: float, valid_ratio: float) -> None:
 def test_split_count_is_exact_for_decimal_ratios() -> None:
     train, _, test = split_links(_links(90), 0.7, seed=0)
     assert (train.size(1), test.size(1)) == (63, 27)
+
+
+def test_pool_ratio_hides_links_and_keeps_the_seeds() -> None:
+    links = _links(100)
+    train0, _, test0 = split_links(links, 0.2, seed=4)
+    train, valid, test = split_links(
+        links, 0.2, seed=4, valid_ratio=0.1, pool_ratio=0.3
+    )
+    assert (train.size(1), valid.size(1), test.size(1)) == (20, 10, 40)
+    assert torch.equal(train, train0)
+    shown = set(_columns(train)) | set(_columns(valid)) | set(_columns(test))
+    assert len(shown) == 70 and set(_columns(test)) < set(_columns(test0))
+    with pytest.raises(ValueError, match="pool_ratio"):
+        split_links(links, 0.5, pool_ratio=0.5)
+    with pytest.raises(ValueError, match="pool_ratio"):
+        split_links(links, 0.2, pool_ratio=-0.1)
