@@ -271,3 +271,31 @@ def test_summarise_cosine_metric(acc, tmp_path, capsys):
     (row,) = json.loads((tmp_path / "summary.json").read_text())["rows"]
     assert row["metric"] == "cosine"
     assert row["hits@1"]["mean"] == pytest.approx(9.5)
+
+
+def test_low_resource_cells_share_one_test_set(acc):
+    args = acc.build_parser().parse_args(
+        ["--low-resource", "--datasets", "synthetic", "--variants", "almea+ds3"]
+        + ["--seeds", "3", "--epochs", "4"]
+    )
+    cells = acc.build_cells(args)
+    setting = [(c.seed_ratio, c.rounds, c.budget, c.pool_ratio) for c in cells]
+    assert setting == [
+        (0.2, 0, 0.0, 0.0),
+        (0.05, 15, 0.01, 0.15),
+        (0.1, 10, 0.01, 0.1),
+        (0.15, 5, 0.01, 0.05),
+    ]
+    assert cells[0].name == "synthetic-r0.2-almea-e4-s3"
+    assert len({c.name for c in cells}) == 4
+    from almea_pyg.data import make_synthetic_pair
+
+    pair = make_synthetic_pair(num_entities=200, seed=1)
+    tests = [
+        pair.split(c.seed_ratio, seed=c.seed, pool_ratio=c.pool_ratio).test_links
+        for c in cells
+    ]
+    assert all(torch.equal(t, tests[0]) for t in tests[1:])
+    args.variants = ["almea"]
+    with pytest.raises(ValueError, match="active-learning"):
+        acc.build_cells(args)

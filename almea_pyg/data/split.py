@@ -35,10 +35,15 @@ def split_links(
     perm = torch.randperm(num_links, generator=generator).to(links.device)
     num_train = int(round(ratio * num_links, 6))
     num_valid = int(round(valid_ratio * num_links, 6))
-    num_pool = int(round(pool_ratio * num_links, 6))
+    # The pool ends where seeds of ratio + valid_ratio + pool_ratio would end, so
+    # that e.g. 5 % seeds + a 15 % pool test on the links 20 % seeds test on.
+    held = int(round((ratio + valid_ratio + pool_ratio) * num_links, 6))
+    test_start = (
+        max(held, num_train + num_valid) if pool_ratio else num_train + num_valid
+    )
     shuffled = links[:, perm]
     return (
         shuffled[:, :num_train],
         shuffled[:, num_train : num_train + num_valid],
-        shuffled[:, num_train + num_valid + num_pool :],
+        shuffled[:, test_start:],
     )
