@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from almea_pyg.active.labels import write_label_request
 from almea_pyg.active.loop import ActiveLearner, ActiveLearningConfig
 from almea_pyg.train.experiment import (
     PAPER_SCHEDULE,
@@ -191,18 +192,76 @@ def stored_config(run: Path) -> ExperimentConfig:
     return ExperimentConfig.from_dict(json.loads(result_path.read_text())["config"])
 
 
-def cmd_label_import(args: argparse.Namespace) -> None:
-    run = Path(args.run)
+def restore_learner(
+    run: Path, active: ActiveLearningConfig | None = None
+) -> ActiveLearner:
+    """A run's trainer and active learner as its checkpoint left them.
+
+    ``active`` replaces the run's own active-learning settings (a run trained
+    without active learning has none).
+    """
+    import torch
+
     config = stored_config(run)
+    active = active or config.active
+    if active is None:
+        raise ValueError(f"{run} ran without active learning: give a strategy")
+    checkpoint = run / "checkpoint.pt"
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"{checkpoint} not found")
     pair = prepare_pair(config)
     trainer = Trainer(build_model(config, pair), pair, progress=False)
-    learner = ActiveLearner(trainer, config.active, output_dir=run, seed=config.seed)
-    learner.load_checkpoint(run / "checkpoint.pt")
+    learner = ActiveLearner(trainer, active, output_dir=run, seed=config.seed)
+    state = torch.load(checkpoint, weights_only=False)
+    if "trainer" in state:
+        learner.load_state_dict(state)
+    else:
+        trainer.load_state_dict(state)
+    return learner
+
+
+def cmd_label_import(args: argparse.Namespace) -> None:
+    run = Path(args.run)
+    learner = restore_learner(run)
     answer = learner.import_labels(args.file)
     learner.save_checkpoint()
     print(
         f"imported {answer.accepted.size(1)} yes and {answer.rejected.size(1)} no; "
         f"resume with `almea-pyg train --resume --output {run}`"
+    )
+
+
+def cmd_label_export(args: argparse.Namespace) -> None:
+    run = Path(args.run)
+    learner = restore_learner(run)
+    if learner.pending is None or "accepted" in learner.pending:
+        raise ValueError(f"{run} has no round waiting for labels")
+    round_ = learner.completed + 1
+    path = Path(args.output) if args.output else learner.label_path(round_)
+    pair = learner.trainer.pair
+    pending = learner.pending
+    write_label_request(path, pair, pending["pairs"], pending["scores"], round_)
+    print(f"round {round_}: {pending['pairs'].size(1)} pairs to label in {path}")
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    run = Path(args.run)
+    active = ActiveLearningConfig(
+        budget=args.budget,
+        threshold=args.threshold,
+        strategy=args.strategy,
+        strategy_kwargs={"alpha": args.alpha} if args.alpha is not None else {},
+        oracle="human",
+        transductive=args.transductive,
+    )
+    learner = restore_learner(run, active)  # an active run's negatives stay out
+    pairs, scores = learner.propose()
+    path = Path(args.output) if args.output else run / "selected_pairs.csv"
+    write_label_request(path, learner.trainer.pair, pairs, scores, 0)
+    print(
+        f"{pairs.size(1)} pairs selected by {args.strategy} "
+        f"({'test entities in the pool' if args.transductive else 'no test entity'})"
+        f": {path}"
     )
 
 
@@ -256,6 +315,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--run", required=True, help="the run's --output directory"
     )
     label_import.set_defaults(func=cmd_label_import)
+    label_export = label_sub.add_parser(
+        "export", parents=[common], help="write the pending round's label file again"
+    )
+    label_export.add_argument("--run", required=True, help="the run's --output")
+    label_export.add_argument("--output", help="default: the run's labels_roundN.csv")
+    label_export.set_defaults(func=cmd_label_export)
+    select = sub.add_parser(
+        "select",
+        parents=[common],
+        help="select pairs to label from a trained run (a label file)",
+    )
+    select.add_argument("run", help="the --output directory of a training run")
+    select.add_argument(
+        "--budget", type=float, default=0.01, help="fraction of the links or count"
+    )
+    select.add_argument(
+        "--strategy", default="ds3", help="a strategy of almea_pyg.select"
+    )
+    select.add_argument("--alpha", type=float, help="DS3 sparsification factor")
+    select.add_argument("--threshold", type=float, help="minimum similarity score")
+    select.add_argument(
+        "--transductive",
+        action="store_true",
+        help="let test entities into the pool (the paper's code)",
+    )
+    select.add_argument("--output", help="default: RUN/selected_pairs.csv")
+    select.set_defaults(func=cmd_select)
     return parser
 
 

@@ -58,3 +58,47 @@ def test_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("almea-pyg: error:") and "result.json" in err
     assert err.count("\n") == 1
+
+
+def _rows(path):
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_select_writes_a_label_file_without_test_entities(run_dir, capsys):
+    from almea_pyg.data import make_synthetic_pair
+
+    out = run_dir / "picked.csv"
+    argv = ["select", str(run_dir), "--budget", "12", "--strategy", "random"]
+    assert main(argv + ["--output", str(out)]) == 0
+    assert "12 pairs selected by random" in capsys.readouterr().out
+    rows = _rows(out)
+    assert len(rows) == 12 and {r["round"] for r in rows} == {"0"}
+    pair = make_synthetic_pair().split(0.2, seed=0)
+    ids = pair.source["entity"].ids
+    test_sources = {ids[i] for i in pair.test_links[0].tolist()}
+    seeds = {ids[i] for i in pair.train_links[0].tolist()}
+    picked = {r["source_id"] for r in rows}
+    assert picked <= set(ids) and not picked & (test_sources | seeds)
+    assert main(argv + ["--transductive", "--output", str(out)]) == 0
+    assert len(_rows(out)) == 12
+
+
+def test_select_unknown_strategy_is_a_one_line_error(run_dir, capsys):
+    assert main(["select", str(run_dir), "--strategy", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("almea-pyg: error: unknown strategy 'nope'")
+
+
+def test_label_export_rewrites_the_pending_round(tmp_path, capsys):
+    argv = ["train", "--epochs", "1", "--dim", "8", "--no-progress", "--rounds", "1"]
+    argv += ["--budget", "4", "--oracle", "human", "--output", str(tmp_path)]
+    assert main(argv) == 0
+    labels = tmp_path / "labels_round1.csv"
+    original = labels.read_text()
+    labels.unlink()
+    assert main(["label", "export", "--run", str(tmp_path)]) == 0
+    assert labels.read_text() == original and len(_rows(labels)) == 4
+    assert main(["label", "export", "--run", str(tmp_path / "missing")]) == 2

@@ -182,8 +182,12 @@ class ActiveLearner:
         held_out = torch.cat([pair.test_links, pair.valid_links], dim=1)
         return held_out[0], held_out[1]
 
-    def _ask(self) -> None:
-        """Select the round's pairs and put the question to the oracle."""
+    def propose(self) -> tuple[Tensor, Tensor]:
+        """The next round's question: pairs ``(2, n)`` and their scores ``(n,)``.
+
+        The strategy's selection among the pool, less the pairs already answered
+        "no" and those below the threshold, at most the round's budget.
+        """
         trainer = self.trainer
         emb_s, emb_t = trainer.model.embed(trainer.pair)
         budget = self.config.budget_count(trainer.pair.links.size(1))
@@ -206,7 +210,12 @@ class ActiveLearner:
         )
         if self.config.threshold is not None:
             fresh &= scores >= self.config.threshold
-        pairs, scores = pairs[:, fresh][:, :budget], scores[fresh][:budget]
+        return pairs[:, fresh][:, :budget], scores[fresh][:budget]
+
+    def _ask(self) -> None:
+        """Select the round's pairs and put the question to the oracle."""
+        trainer = self.trainer
+        pairs, scores = self.propose()
         self.pending = {"pairs": pairs, "scores": scores}
         if isinstance(self.oracle, HumanOracle) and pairs.size(1):
             write_label_request(
