@@ -7,7 +7,10 @@ turn (dataset, ratio, seed, then variant), each in a fresh process so that its
 peak memory is its own, and writes one JSON into ``--results``. Its run directory
 (checkpoint, labelled links, plots: derived from the data, never committed) goes
 under ``--work-dir``. Done cells are skipped; an interrupted active-learning cell
-resumes from its last checkpoint. Active learning follows Table 9: 5 rounds every
+resumes from its last checkpoint. An active-learning cell whose warm-up is a done
+run without active learning (same seed and schedule) starts from that run's final
+checkpoint instead of training the warm-up again: the same result, exactly
+(``--no-warm-start`` trains it anyway). Active learning follows Table 9: 5 rounds every
 50 epochs after the warm-up, 1 % of the links per round, DS3's alpha per dataset
 and ratio.
 
@@ -35,12 +38,13 @@ import json
 import logging
 import math
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 from argparse import SUPPRESS
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -400,7 +404,9 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
     """The grid of the command line, in the order it runs (seed before variant)."""
     if getattr(args, "low_resource", False):
         return low_resource_cells(args)
-    variants = {name: resolve_variant(name) for name in args.variants}
+    # Runs without active learning first: their checkpoints warm-start the others.
+    names = sorted(args.variants, key=lambda n: resolve_variant(n).strategy is not None)
+    variants = {name: resolve_variant(name) for name in names}
     cells = []
     for dataset in args.datasets:
         epochs = ExperimentConfig(dataset=dataset, epochs=args.epochs).resolved_epochs()
@@ -501,6 +507,33 @@ def is_done(cell: Cell, results: str | Path) -> bool:
     return True
 
 
+def warm_start_from(cell: Cell, work_dir: str | Path, out: Path) -> str | None:
+    """Start an active-learning cell from its run without active learning.
+
+    The rounds of an ``almea+*`` cell follow the same warm-up as the cell of its
+    model variant with the same seed (same initialisation, data and random
+    stream), so when that run's final checkpoint (at the warm-up's epoch) is
+    there, it is copied in and the warm-up is not trained again. Returns the
+    name of the cell started from, or ``None``.
+    """
+    variant = resolve_variant(cell.variant)
+    if not cell.active or variant.drop is not None:
+        return None
+    sibling = replace(
+        cell, variant=variant.model, rounds=0, interval=0, budget=0.0, alpha=None
+    )
+    checkpoint = Path(work_dir) / sibling.name / "checkpoint.pt"
+    if not checkpoint.exists():
+        return None
+    state = torch.load(checkpoint, weights_only=False)
+    if "trainer" in state or state.get("epoch") != cell.epochs:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint, out / "checkpoint.pt")
+    log.info("%s: warm-up taken from %s", cell.name, sibling.name)
+    return sibling.name
+
+
 def run_cell(cell: Cell, options: dict[str, Any]) -> Path:
     """Run ``cell`` in this process (resuming its checkpoint) and write its JSON."""
     config = experiment_config(cell, options)
@@ -508,17 +541,23 @@ def run_cell(cell: Cell, options: dict[str, Any]) -> Path:
         torch.set_num_threads(options["threads"])
     out = Path(config.output)
     resume = (out / "checkpoint.pt").exists()
+    warm_start = None
     if resume:
         log.info("%s: resuming from %s", cell.name, out / "checkpoint.pt")
-    elif (out / "log.csv").exists():
-        (out / "log.csv").unlink()  # the log of an attempt that left no checkpoint
+    else:
+        if (out / "log.csv").exists():
+            (out / "log.csv").unlink()  # the log of an attempt that left no checkpoint
+        if options.get("warm_start", True):
+            warm_start = warm_start_from(cell, options["work_dir"], out)
+            resume = warm_start is not None
     result = experiment.run_experiment(config, resume=resume)
     if result["status"] != "done":
         raise RuntimeError(f"{cell.name}: run ended with status {result['status']!r}")
     record = {
         "cell": cell.key(),
         "status": result["status"],
-        "resumed": resume,
+        "resumed": resume and warm_start is None,
+        "warm_start": warm_start,
         "protocol": result["protocol"],
         "metrics": result["metrics"],
         "rounds": result["rounds"],
@@ -867,6 +906,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     run.add_argument("--no-progress", action="store_true")
     run.add_argument(
+        "--no-warm-start",
+        action="store_true",
+        help="train an active-learning cell's warm-up even when the run without "
+        "active learning of the same seed has it",
+    )
+    run.add_argument(
         "--in-process", action="store_true", help="no child process per cell"
     )
     run.add_argument("--dry-run", action="store_true", help="list the cells only")
@@ -918,6 +963,7 @@ def main(argv: list[str] | None = None) -> int:
             "eval_every": args.eval_every,
             "threads": args.threads,
             "progress": not args.no_progress,
+            "warm_start": not args.no_warm_start,
             "verbose": args.verbose,
             "command": [
                 "benchmarks/accuracy.py",

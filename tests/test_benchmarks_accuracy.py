@@ -92,6 +92,28 @@ def test_active_learning_variants(grid, variant, oracle, in_pool):
     assert record["cell"]["rounds"] == 1 and record["cell"]["interval"] == 1
 
 
+def test_active_cells_warm_start_from_the_run_without_active_learning(
+    acc, grid, tmp_path
+):
+    # The warm-up is the same run: taking it from the almea cell's checkpoint
+    # gives exactly what training it again gives.
+    records = grid[2]
+    warm = records["almea+ds3"][1]
+    assert warm["warm_start"] == acc.Cell(**records["almea"][1]["cell"]).name
+    assert warm["resumed"] is False
+    assert records["almea"][1]["warm_start"] is None
+    results, work = tmp_path / "results", tmp_path / "work"
+    argv = grid_argv(results, work, ["almea+ds3"], "--in-process", "--no-warm-start")
+    threads = torch.get_num_threads()
+    try:
+        assert acc.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    (cold,) = [json.loads(p.read_text()) for p in results.glob("*.json")]
+    assert cold["warm_start"] is None
+    assert cold["rounds"] == warm["rounds"] and cold["metrics"] == warm["metrics"]
+
+
 def test_rerun_skips_done_cells(acc, grid, monkeypatch, caplog):
     results, work, _ = grid
 

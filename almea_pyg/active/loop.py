@@ -298,6 +298,12 @@ class ActiveLearner:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint of this class, or warm-start from a plain
+        :class:`~almea_pyg.train.Trainer` checkpoint (a run without active
+        learning: its epochs count towards the warm-up, no round has run)."""
+        if "trainer" not in state:
+            self.trainer.load_state_dict(state)
+            return
         self.trainer.load_state_dict(state["trainer"])
         self.negatives = state["negatives"]
         self.rounds = state["rounds"]
