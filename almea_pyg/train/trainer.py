@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from almea_pyg.data.pair import MMKGPair, link_keys
 from almea_pyg.io import atomic_save
 from almea_pyg.metrics.ranking import evaluate_alignment
+from almea_pyg.train.memory import release_free_memory
 from almea_pyg.typing import SimilarityMetric
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ class Trainer:
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             steps += 1
         self.epoch += 1
+        release_free_memory()
         return {key: value / max(steps, 1) for key, value in sums.items()}
 
     @torch.no_grad()

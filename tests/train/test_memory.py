@@ -22,17 +22,28 @@ def test_peak_memory_matches_the_kernels_high_water_mark():
 
 
 @pytest.mark.skipif(
-    not hasattr(ctypes.CDLL(ctypes.util.find_library("c")), "mallopt"),
+    not hasattr(ctypes.CDLL(ctypes.util.find_library("c")), "malloc_trim"),
     reason="not glibc",
 )
-def test_limit_heap_fragmentation_sets_the_threshold():
-    assert memory.limit_heap_fragmentation(1 << 20) is True
-    assert memory.limit_heap_fragmentation() is True
+def test_release_free_memory_hands_freed_heap_pages_back():
+    # Heap blocks freed below a live one stay resident until trimmed.
+    blocks = [bytearray(64 << 10) for _ in range(2000)]
+    for block in blocks:
+        block[::4096] = b"x" * len(block[::4096])
+    pin = bytearray(64 << 10)
+    del blocks, block
+    assert memory.release_free_memory() is True
+    assert len(pin) == 64 << 10
 
 
-def test_limit_heap_fragmentation_without_glibc(monkeypatch):
+def test_release_free_memory_without_glibc(monkeypatch):
+    memory._malloc_trim.cache_clear()
+
     def no_libc(name):
         raise OSError("no C library")
 
     monkeypatch.setattr(memory.ctypes, "CDLL", no_libc)
-    assert memory.limit_heap_fragmentation() is False
+    try:
+        assert memory.release_free_memory() is False
+    finally:
+        memory._malloc_trim.cache_clear()
