@@ -53,7 +53,7 @@ from almea_pyg.data.synthetic import make_synthetic_pair
 from almea_pyg.metrics import evaluate_alignment
 from almea_pyg.nn.conv import FusedGATConv
 from almea_pyg.train.experiment import ExperimentConfig, build_model, prepare_pair
-from almea_pyg.train.memory import peak_memory_mib
+from almea_pyg.train.memory import limit_heap_fragmentation, peak_memory_mib
 from almea_pyg.train.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_speed.json"
@@ -241,7 +241,12 @@ def memory_guard(needed_gib: float, limit_gib: float) -> str | None:
 
 
 def train_worker(impl: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Build, (maybe) train and measure one implementation in this process."""
+    """Build, (maybe) train and measure one implementation in this process.
+
+    Every implementation runs with the heap settings of the library's runs
+    (:func:`~almea_pyg.train.memory.limit_heap_fragmentation`).
+    """
+    limit_heap_fragmentation()
     config = ExperimentConfig(
         dataset=args.dataset,
         data_dir=args.data_dir,

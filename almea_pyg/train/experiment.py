@@ -23,7 +23,7 @@ from almea_pyg.data.pair import MMKGPair
 from almea_pyg.io import atomic_write_text
 from almea_pyg.models import ALMEA
 from almea_pyg.plot import save_run_plots
-from almea_pyg.train.memory import peak_memory_mib
+from almea_pyg.train.memory import limit_heap_fragmentation, peak_memory_mib
 from almea_pyg.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -141,11 +141,14 @@ def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[st
     With ``config.active`` (rounds > 0), the warm-up is ``epochs`` and active
     learning follows; ``resume`` continues from ``output/checkpoint.pt``. A run
     whose human oracle awaits labels returns with ``status: labels_pending``.
+    Fixes glibc's mmap threshold for the process first
+    (:func:`~almea_pyg.train.memory.limit_heap_fragmentation`).
     """
     if config.variant not in VARIANTS:
         raise ValueError(
             f"unknown variant {config.variant!r}: one of {sorted(VARIANTS)}"
         )
+    limit_heap_fragmentation()
     torch.manual_seed(config.seed)
     pair = prepare_pair(config)
     model = build_model(config, pair)

@@ -36,8 +36,17 @@ def test_release_free_memory_hands_freed_heap_pages_back():
     assert len(pin) == 64 << 10
 
 
-def test_release_free_memory_without_glibc(monkeypatch):
-    memory._malloc_trim.cache_clear()
+@pytest.mark.skipif(
+    not hasattr(ctypes.CDLL(ctypes.util.find_library("c")), "mallopt"),
+    reason="not glibc",
+)
+def test_limit_heap_fragmentation_sets_the_threshold():
+    assert memory.limit_heap_fragmentation(32 << 20) is True
+    assert memory.limit_heap_fragmentation() is True
+
+
+def test_without_glibc_both_are_no_ops(monkeypatch):
+    memory._libc_function.cache_clear()
 
     def no_libc(name):
         raise OSError("no C library")
@@ -45,5 +54,6 @@ def test_release_free_memory_without_glibc(monkeypatch):
     monkeypatch.setattr(memory.ctypes, "CDLL", no_libc)
     try:
         assert memory.release_free_memory() is False
+        assert memory.limit_heap_fragmentation() is False
     finally:
-        memory._malloc_trim.cache_clear()
+        memory._libc_function.cache_clear()
