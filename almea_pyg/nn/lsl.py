@@ -197,14 +197,10 @@ class LatentSemanticLearning(nn.Module):
             drop = dropped[m].unsqueeze(-1)
             mu_masked = torch.where(drop, mu_zero, mu)
             logvar_masked = torch.where(drop, logvar_zero, logvar)
-            noise_m = eps.get(m)
-            out.z[m] = vae.sample(
-                mu, logvar, None if noise_m is None else noise_m[:, 0]
-            )
+            eps_z, eps_masked = eps[m].unbind(1) if m in eps else (None, None)
+            out.z[m] = vae.sample(mu, logvar, eps_z)
             out.mu[m], out.logvar[m] = mu, logvar
-            out.z_masked[m] = vae.sample(
-                mu_masked, logvar_masked, None if noise_m is None else noise_m[:, 1]
-            )
+            out.z_masked[m] = vae.sample(mu_masked, logvar_masked, eps_masked)
             out.mu_masked[m], out.logvar_masked[m] = mu_masked, logvar_masked
         return out
 
