@@ -10,7 +10,8 @@ under ``--work-dir``. Done cells are skipped; an interrupted active-learning cel
 resumes from its last checkpoint. An active-learning cell whose warm-up is a done
 run without active learning (same seed and schedule) starts from that run's final
 checkpoint instead of training the warm-up again: the same result, exactly
-(``--no-warm-start`` trains it anyway). Active learning follows Table 9: 5 rounds every
+(``--no-warm-start`` trains it anyway). A pool ratio leaves the seeds, hence the
+warm-up, unchanged: cells with ``--pool-ratio`` start from the run without one. Active learning follows Table 9: 5 rounds every
 50 epochs after the warm-up, 1 % of the links per round, DS3's alpha per dataset
 and ratio.
 
@@ -508,30 +509,35 @@ def is_done(cell: Cell, results: str | Path) -> bool:
 
 
 def warm_start_from(cell: Cell, work_dir: str | Path, out: Path) -> str | None:
-    """Start an active-learning cell from its run without active learning.
+    """Start a cell from the final checkpoint of the same seed's warm-up run.
 
     The rounds of an ``almea+*`` cell follow the same warm-up as the cell of its
     model variant with the same seed (same initialisation, data and random
-    stream), so when that run's final checkpoint (at the warm-up's epoch) is
+    stream). Training sees only the seed links, which a pool ratio leaves
+    unchanged, so the warm-up at ``pool_ratio = 0`` is the same run too: a cell
+    with a pool ratio (active or not) can start from it and only its evaluation
+    differs. When such a run's final checkpoint (at the warm-up's epoch) is
     there, it is copied in and the warm-up is not trained again. Returns the
     name of the cell started from, or ``None``.
     """
     variant = resolve_variant(cell.variant)
-    if not cell.active or variant.drop is not None:
+    if variant.drop is not None or not (cell.active or cell.pool_ratio):
         return None
-    sibling = replace(
+    warmup = replace(
         cell, variant=variant.model, rounds=0, interval=0, budget=0.0, alpha=None
     )
-    checkpoint = Path(work_dir) / sibling.name / "checkpoint.pt"
-    if not checkpoint.exists():
-        return None
-    state = torch.load(checkpoint, weights_only=False)
-    if "trainer" in state or state.get("epoch") != cell.epochs:
-        return None
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(checkpoint, out / "checkpoint.pt")
-    log.info("%s: warm-up taken from %s", cell.name, sibling.name)
-    return sibling.name
+    for sibling in dict.fromkeys([warmup, replace(warmup, pool_ratio=0.0)]):
+        checkpoint = Path(work_dir) / sibling.name / "checkpoint.pt"
+        if sibling == cell or not checkpoint.exists():
+            continue
+        state = torch.load(checkpoint, weights_only=False)
+        if "trainer" in state or state.get("epoch") != cell.epochs:
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(checkpoint, out / "checkpoint.pt")
+        log.info("%s: warm-up taken from %s", cell.name, sibling.name)
+        return sibling.name
+    return None
 
 
 def run_cell(cell: Cell, options: dict[str, Any]) -> Path:

@@ -114,6 +114,42 @@ def test_active_cells_warm_start_from_the_run_without_active_learning(
     assert cold["rounds"] == warm["rounds"] and cold["metrics"] == warm["metrics"]
 
 
+def test_pool_ratio_cells_warm_start_from_the_run_without_a_pool(acc, grid, tmp_path):
+    # A pool ratio leaves the seeds unchanged, so the warm-up trained without a
+    # pool (the grid's almea cell) is the warm-up of a pool-ratio cell: taking
+    # it gives exactly what training it at that pool ratio gives.
+    _, work, records = grid
+    variants = ["almea", "almea+ds3"]
+    threads = torch.get_num_threads()
+    runs = {}
+    try:
+        for mode, extra in (("warm", ()), ("cold", ("--no-warm-start",))):
+            results = tmp_path / mode
+            cells = work if mode == "warm" else tmp_path / "cold-work"
+            argv = grid_argv(results, cells, variants, "--in-process", *extra)
+            assert acc.main([*argv, "--pool-ratio", "0.3"]) == 0
+            runs[mode] = {
+                r["cell"]["variant"]: r
+                for r in (json.loads(p.read_text()) for p in results.glob("*.json"))
+            }
+    finally:
+        torch.set_num_threads(threads)
+    no_pool = acc.Cell(**records["almea"][1]["cell"]).name
+    assert runs["warm"]["almea"]["warm_start"] == no_pool
+    assert runs["warm"]["almea+ds3"]["warm_start"] in (
+        no_pool,
+        acc.Cell(**runs["warm"]["almea"]["cell"]).name,
+    )
+    for variant in variants:
+        warm, cold = runs["warm"][variant], runs["cold"][variant]
+        assert cold["warm_start"] is None
+        assert warm["protocol"]["pool_ratio"] == 0.3
+        assert warm["protocol"]["test_links"] < records["almea"][1]["protocol"][
+            "test_links"
+        ]
+        assert warm["rounds"] == cold["rounds"] and warm["metrics"] == cold["metrics"]
+
+
 def test_rerun_skips_done_cells(acc, grid, monkeypatch, caplog):
     results, work, _ = grid
 
