@@ -1,4 +1,4 @@
-"""The ``almea-pyg`` command line: ``train`` and ``evaluate``."""
+"""The ``almea-pyg`` command line: ``train``, ``evaluate``, ``select`` and ``label``."""
 
 from __future__ import annotations
 

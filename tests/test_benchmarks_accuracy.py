@@ -144,9 +144,10 @@ def test_pool_ratio_cells_warm_start_from_the_run_without_a_pool(acc, grid, tmp_
         warm, cold = runs["warm"][variant], runs["cold"][variant]
         assert cold["warm_start"] is None
         assert warm["protocol"]["pool_ratio"] == 0.3
-        assert warm["protocol"]["test_links"] < records["almea"][1]["protocol"][
-            "test_links"
-        ]
+        assert (
+            warm["protocol"]["test_links"]
+            < records["almea"][1]["protocol"]["test_links"]
+        )
         assert warm["rounds"] == cold["rounds"] and warm["metrics"] == cold["metrics"]
 
 
