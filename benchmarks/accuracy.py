@@ -11,9 +11,9 @@ resumes from its last checkpoint. An active-learning cell whose warm-up is a don
 run without active learning (same seed and schedule) starts from that run's final
 checkpoint instead of training the warm-up again: the same result, exactly
 (``--no-warm-start`` trains it anyway). A pool ratio leaves the seeds, hence the
-warm-up, unchanged: cells with ``--pool-ratio`` start from the run without one. Active learning follows Table 9: 5 rounds every
-50 epochs after the warm-up, 1 % of the links per round, DS3's alpha per dataset
-and ratio.
+warm-up, unchanged: cells with ``--pool-ratio`` start from the run without one.
+Active learning follows Table 9: 5 rounds every 50 epochs after the warm-up, 1 % of
+the links per round, DS3's alpha per dataset and ratio.
 
     python benchmarks/accuracy.py --datasets FB15K_DB15K --seed-ratios 0.2 \\
         --variants almea base almea+ds3 --seeds 0 1 2 --data-dir ../shared/data/mmkg
