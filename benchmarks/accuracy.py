@@ -655,8 +655,12 @@ def summary_rows(records: list[dict[str, Any]], metric: str) -> list[dict[str, A
             seeds=[r["cell"]["seed"] for r in group],
             metric=metric,
         )
+        row["pool_ratio"] = cell.get("pool_ratio", 0.0)
         for name in METRICS:
             row[name] = _mean_std([r["metrics"][metric][name] for r in group])
+        for name in ("asked", "correct"):  # over all rounds: what the oracle saw
+            totals = [sum(x[name] for x in r.get("rounds", [])) for r in group]
+            row[name] = _mean_std(totals) if cell["rounds"] else None
         seconds = [
             r["timing"].get("seconds_per_epoch_median")
             for r in group
@@ -680,6 +684,7 @@ def summary_rows(records: list[dict[str, Any]], metric: str) -> list[dict[str, A
             r["interval"],
             r["budget"],
             r["dim"],
+            r["pool_ratio"],
         )
     )
     return rows
@@ -784,12 +789,16 @@ def format_markdown(
 ) -> str:
     """The summary as Markdown tables (metrics in %, mean ± sample std)."""
     head = (
-        "dataset | ratio | epochs | variant | strategy | oracle | test in pool | "
-        "n | seeds | Hits@1 | Hits@10 | MRR | s/epoch | peak MiB | "
-        "paper Hits@1 | paper Hits@10 | paper MRR | paper row"
+        "dataset | ratio | pool | epochs | variant | strategy | oracle | "
+        "test in pool | asked | true | n | seeds | Hits@1 | Hits@10 | MRR | "
+        "s/epoch | peak MiB | paper Hits@1 | paper Hits@10 | paper MRR | paper row"
     )
     lines = [
         f"# Accuracy ({metric}, %, mean ± sample std over seeds)",
+        "",
+        "pool: share of links held out of every split (only an oracle reveals "
+        "them); asked / true: pairs put to the oracle over all rounds and how "
+        "many were links (mean over seeds).",
         "",
         f"| {head} |",
         "|" + "---|" * (head.count("|") + 1),
@@ -806,11 +815,16 @@ def format_markdown(
         cells = [
             row["dataset"],
             f"{row['seed_ratio']:g}",
+            f"{row['pool_ratio']:g}" if row["pool_ratio"] else "-",
             str(row["epochs"]),
             variant,
             row["strategy"] or "-",
             row["oracle"] or "-",
             "-" if row["strategy"] is None else str(row["test_links_in_pool"]),
+            *(
+                "-" if row[name] is None else _fmt(row[name]["mean"], 1)
+                for name in ("asked", "correct")
+            ),
             str(row["n"]),
             " ".join(map(str, row["seeds"])),
             *(_fmt_mean_std(row[name]) for name in METRICS),
@@ -825,9 +839,9 @@ def format_markdown(
             "",
             f"## Paired t-tests ({metric}; difference = A - B)",
             "",
-            "| A | B | dataset | ratio | epochs | n | MRR diff | MRR t | MRR p "
-            "| Hits@1 diff | Hits@1 t | Hits@1 p |",
-            "|" + "---|" * 12,
+            "| A | B | dataset | ratio | pool | epochs | n | MRR diff | MRR t "
+            "| MRR p | Hits@1 diff | Hits@1 t | Hits@1 p |",
+            "|" + "---|" * 13,
         ]
         for test in tests:
             stats = []
@@ -836,9 +850,8 @@ def format_markdown(
                 stats += [_fmt(s["mean_diff"]), _fmt(s["t"]), _fmt(s["p"], 4)]
             lines.append(
                 f"| {test['a']} | {test['b']} | {test['dataset']} | "
-                f"{test['seed_ratio']:g} | {test['epochs']} | {test['n']} | "
-                + " | ".join(stats)
-                + " |"
+                f"{test['seed_ratio']:g} | {test['pool_ratio'] or '-'} | "
+                f"{test['epochs']} | {test['n']} | " + " | ".join(stats) + " |"
             )
     return "\n".join(lines) + "\n"
 

@@ -256,9 +256,12 @@ def test_child_process_cell(acc, tmp_path):
     assert record["timing"]["threads"] == 1
 
 
-def write_cell(acc, results, variant, seed, metrics, *, dataset="synthetic"):
+def write_cell(
+    acc, results, variant, seed, metrics, *, dataset="synthetic", **schedule
+):
     epochs = 500 if dataset == "FB15K_DB15K" else 2
-    cell = acc.Cell(dataset, 0.2, variant, seed, epochs)
+    rounds = schedule.pop("round_results", [])
+    cell = acc.Cell(dataset, 0.2, variant, seed, epochs, **schedule)
     hits1, hits10, mrr = metrics
     values = {"hits@1": hits1, "hits@10": hits10, "mrr": mrr}
     record = {
@@ -271,6 +274,7 @@ def write_cell(acc, results, variant, seed, metrics, *, dataset="synthetic"):
         },
         "metrics": {"csls": values, "cosine": {k: v - 1 for k, v in values.items()}},
         "timing": {"seconds_per_epoch_median": 1.0 + seed, "peak_memory_mib": 100.0},
+        "rounds": rounds,
     }
     (results / f"{cell.name}.json").write_text(json.dumps(record))
 
@@ -320,6 +324,37 @@ def test_summarise_mean_std_and_paired_t_test(acc, tmp_path, capsys):
     assert test["mrr"]["p"] == pytest.approx(1 - math.sqrt(7) / 3)
     assert test["hits@1"]["t"] == pytest.approx(math.sqrt(7))
     assert "Paired t-tests" in out
+
+
+def test_summarise_keeps_pool_ratios_apart_and_counts_what_the_oracle_saw(
+    acc, tmp_path, capsys
+):
+    schedule = dict(rounds=2, interval=1, budget=0.01, pool_ratio=0.1)
+    for seed in (0, 1):
+        write_cell(acc, tmp_path, "almea", seed, (10.0, 20.0, 30.0 + seed))
+        write_cell(acc, tmp_path, "almea", seed, (11.0, 21.0, 31.0), pool_ratio=0.1)
+        rounds = [{"asked": 0, "correct": 0}, {"asked": 8, "correct": 3 + seed}]
+        rounds.append({"asked": 6, "correct": 5})
+        write_cell(
+            acc, tmp_path, "almea+ds3", seed, (12.0 + seed, 22.0, 33.0 + 2 * seed),
+            round_results=rounds, **schedule,
+        )  # fmt: skip
+    argv = ["--summarise", "--results", str(tmp_path), "--compare", "almea+ds3"]
+    assert acc.main([*argv, "almea"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = {(r["variant"], r["pool_ratio"]): r for r in summary["rows"]}
+    assert sorted(rows) == [("almea", 0.0), ("almea", 0.1), ("almea+ds3", 0.1)]
+    assert rows["almea", 0.0]["mrr"]["mean"] == pytest.approx(30.5)
+    assert rows["almea", 0.1]["asked"] is None
+    active = rows["almea+ds3", 0.1]
+    assert active["asked"]["mean"] == 14 and active["correct"]["mean"] == 8.5
+    assert "| synthetic | 0.2 | 0.1 | 2 | almea+ds3 (R2/i1/b0.01) |" in out
+    assert "| 14.0 | 8.5 |" in out
+    # compared with the run at the same pool ratio only (MRR diffs 2 and 4)
+    (test,) = summary["comparisons"]
+    assert test["pool_ratio"] == 0.1 and test["mrr"]["mean_diff"] == pytest.approx(3.0)
+    assert "| almea+ds3 | almea | synthetic | 0.2 | 0.1 | 2 | 2 | 3.00 |" in out
 
 
 def test_summarise_cosine_metric(acc, tmp_path, capsys):
