@@ -325,4 +325,7 @@ class ActiveLearner:
         return Path(path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restore ``path`` (see :meth:`load_state_dict`) and rewrite ``log.csv``
+        from the restored history."""
         self.load_state_dict(torch.load(path, weights_only=False))
+        self.trainer.rewrite_log()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import time
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from almea_pyg.data.pair import MMKGPair, link_keys
-from almea_pyg.io import atomic_save
+from almea_pyg.io import atomic_save, atomic_write_text
 from almea_pyg.metrics.ranking import evaluate_alignment
 from almea_pyg.train.memory import release_free_memory
 from almea_pyg.typing import SimilarityMetric
@@ -159,14 +160,22 @@ class Trainer:
         if self.output_dir is None:
             return
         path = self.output_dir / "log.csv"
-        fields = ["epoch", "seconds", "seeds", "loss", "hits@1", "hits@10", "mrr"]
-        fields += sorted(k for k in row if k not in fields)
         new = not path.exists()
         with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer = _log_writer(f, row)
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+    def rewrite_log(self) -> None:
+        """Write ``log.csv`` afresh from the history, atomically."""
+        if self.output_dir is None or not self.history:
+            return
+        text = io.StringIO(newline="")
+        writer = _log_writer(text, self.history[0])
+        writer.writeheader()
+        writer.writerows(self.history)
+        atomic_write_text(text.getvalue(), self.output_dir / "log.csv")
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -198,4 +207,14 @@ class Trainer:
         return Path(path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restore ``path``; ``log.csv`` is rewritten from its history, so that
+        epochs a killed run logged after its last checkpoint are not logged twice."""
         self.load_state_dict(torch.load(path, weights_only=False))
+        self.rewrite_log()
+
+
+def _log_writer(f: Any, row: dict[str, float]) -> csv.DictWriter:
+    """A ``log.csv`` writer: the fixed columns first, then ``row``'s losses."""
+    fields = ["epoch", "seconds", "seeds", "loss", "hits@1", "hits@10", "mrr"]
+    fields += sorted(k for k in row if k not in fields)
+    return csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")

@@ -62,6 +62,21 @@ def test_resume_equals_uninterrupted(pair, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_resume_logs_each_epoch_once(pair, tmp_path):
+    killed = make_trainer(pair, tmp_path, eval_every=2, batch_size=32)
+    killed.fit(2)
+    killed.save_checkpoint()
+    killed.fit(1)  # logged, then killed before the next checkpoint
+    resumed = make_trainer(pair, tmp_path, eval_every=2, batch_size=32)
+    resumed.load_checkpoint(tmp_path / "checkpoint.pt")
+    resumed.fit(2)
+    with open(tmp_path / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert rows[1]["mrr"] and rows[3]["mrr"] and not rows[2]["mrr"]
+    assert float(rows[1]["loss"]) == pytest.approx(killed.history[1]["loss"])
+
+
 def test_atomic_save_leaves_no_temporary(tmp_path):
     atomic_save({"x": torch.ones(2)}, tmp_path / "a.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
