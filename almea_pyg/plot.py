@@ -59,6 +59,24 @@ def plot_training(history: Sequence[dict[str, Any]], path: str | os.PathLike) ->
     plt.close(fig)
 
 
+def plot_modality_weights(
+    history: Sequence[dict[str, Any]], path: str | os.PathLike
+) -> None:
+    """The fusion weight of each modality per epoch (the ``weight_<m>`` entries)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names = sorted({k for r in history for k in r if k.startswith("weight_")})
+    for name in names:
+        rows = [r for r in history if name in r]
+        ax.plot([r["epoch"] for r in rows], [r[name] for r in rows], label=name[7:])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("modality weight")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_rounds(rounds: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
     """Hits@1, Hits@10 and MRR after each active-learning round."""
     plt = _pyplot()
@@ -131,6 +149,9 @@ def save_run_plots(
     if history:
         plot_training(history, out / "training.png")
         paths.append(out / "training.png")
+    if any(k.startswith("weight_") for r in history for k in r):
+        plot_modality_weights(history, out / "modality_weights.png")
+        paths.append(out / "modality_weights.png")
     if rounds:
         plot_rounds(rounds, out / "rounds.png")
         paths.append(out / "rounds.png")

@@ -16,7 +16,16 @@ def test_project_2d_keeps_the_main_directions():
 
 
 def test_save_run_plots_writes_pngs(tmp_path):
-    history = [{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0, "hits@1": 30.0}]
+    history = [
+        {"epoch": 1, "loss": 2.0, "weight_graph": 0.5, "weight_rel": 0.5},
+        {
+            "epoch": 2,
+            "loss": 1.0,
+            "hits@1": 30.0,
+            "weight_graph": 0.6,
+            "weight_rel": 0.4,
+        },
+    ]
     rounds = [
         {"round": 0, "hits@1": 10.0, "hits@10": 30.0, "mrr": 15.0},
         {"round": 1, "hits@1": 12.0, "hits@10": 33.0, "mrr": 17.0},
@@ -25,7 +34,7 @@ def test_save_run_plots_writes_pngs(tmp_path):
     labelled = torch.tensor([[0, 1, 2], [3, 4, 5]])
     selected = torch.tensor([[7, 8], [9, 10]])
     paths = save_run_plots(tmp_path, history, rounds, (*emb, labelled, selected))
-    names = ["training.png", "rounds.png", "selection_map.png"]
+    names = ["training.png", "modality_weights.png", "rounds.png", "selection_map.png"]
     assert [p.name for p in paths] == names
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -390,6 +390,11 @@ class ALMEA(nn.Module):
         return scl, dml, torch.stack(url), jal
 
     @torch.no_grad()
+    def modality_weights(self) -> dict[str, float]:
+        """The global fusion weights :math:`\\pi_m` by modality (they sum to 1)."""
+        return dict(zip(self.fusion.modalities, self.fusion.weights.tolist()))
+
+    @torch.no_grad()
     def embed(
         self, pair: MMKGPair, *, impute_missing: bool | None = None
     ) -> tuple[Tensor, Tensor]:

@@ -43,7 +43,9 @@ class Trainer:
 
     Each epoch shuffles the seed links and takes one Adam step per batch of
     ``batch_size`` links (the paper's schedule: lr 1e-3, batch 3500, so one step
-    per epoch at 20 % seeds). The trainer can be paused between epochs and handed
+    per epoch at 20 % seeds). Each epoch's losses, time, seed count, metrics (when
+    evaluated) and the model's ``modality_weights()`` (if it has them) go to the
+    history and ``log.csv``. The trainer can be paused between epochs and handed
     new seed links (:meth:`add_train_links`), which is what active learning does.
 
     Args:
@@ -147,6 +149,9 @@ class Trainer:
             row.update(self.train_epoch())
             row["seconds"] = time.perf_counter() - start
             row["seeds"] = self.train_links.size(1)
+            weights = getattr(self.model, "modality_weights", None)
+            if weights is not None:
+                row.update({f"weight_{m}": w for m, w in weights().items()})
             if self.eval_every and self.epoch % self.eval_every == 0:
                 row.update(self.evaluate())
             self.history.append(row)

@@ -114,6 +114,7 @@ def test_embed_and_imputation(pair):
     emb_s, emb_t = model.embed(pair, impute_missing=False)
     assert emb_s.shape == (pair.num_entities[0], 16)
     assert emb_t.shape == (pair.num_entities[1], 16)
+    assert not emb_s.requires_grad  # inference builds no autograd graph
     imp_s, imp_t = model.embed(pair, impute_missing=True)
     inputs = model.inputs(pair)
     present = model.presence(inputs)

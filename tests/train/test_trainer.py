@@ -29,6 +29,14 @@ def test_fit_logs_every_epoch(pair, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert float(rows[1]["hits@1"]) == pytest.approx(history[1]["hits@1"])
     assert rows[0]["hits@1"] == ""
+    # the fusion weights as they were after each epoch: they move, sum to 1
+    weights = [{k: float(v) for k, v in r.items() if "weight_" in k} for r in rows]
+    assert set(weights[0]) == {f"weight_{m}" for m in trainer.model.modalities}
+    assert all(sum(w.values()) == pytest.approx(1.0) for w in weights)
+    assert weights[0] != weights[2]
+    assert weights[2] == pytest.approx(
+        {f"weight_{m}": w for m, w in trainer.model.modality_weights().items()}
+    )
 
 
 def test_callback_stops_training(pair):
