@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,7 @@ class ActiveLearner:
         if trainer.epoch < self.config.warmup:
             trainer.fit(self.config.warmup - trainer.epoch)
         if not self.rounds:
-            self._record(asked=0, correct=0)
+            self._record(asked=0, correct=0, select_seconds=0.0)
             self.save_checkpoint()
         while self.completed < self.config.rounds:
             if self.pending is None:
@@ -165,11 +166,12 @@ class ActiveLearner:
             answer = OracleAnswer(self.pending["accepted"], self.pending["rejected"])
             self.last_asked = self.pending["pairs"]
             asked = self.last_asked.size(1)
+            seconds = self.pending.get("select_seconds")
             self.pending = None
             correct = self._learn(answer)
             trainer.fit(self.config.interval)
             self.completed += 1
-            self._record(asked=asked, correct=correct)
+            self._record(asked=asked, correct=correct, select_seconds=seconds)
             self.save_checkpoint()
         return self.rounds
 
@@ -215,8 +217,10 @@ class ActiveLearner:
     def _ask(self) -> None:
         """Select the round's pairs and put the question to the oracle."""
         trainer = self.trainer
+        start = time.perf_counter()
         pairs, scores = self.propose()
-        self.pending = {"pairs": pairs, "scores": scores}
+        seconds = time.perf_counter() - start
+        self.pending = {"pairs": pairs, "scores": scores, "select_seconds": seconds}
         if isinstance(self.oracle, HumanOracle) and pairs.size(1):
             write_label_request(
                 self.label_path(self.completed + 1),
@@ -262,7 +266,9 @@ class ActiveLearner:
         self.negatives = torch.cat([self.negatives, answer.rejected], dim=1)
         return asked_true
 
-    def _record(self, *, asked: int, correct: int) -> None:
+    def _record(
+        self, *, asked: int, correct: int, select_seconds: float | None
+    ) -> None:
         metrics = self.trainer.evaluate()
         self.rounds.append(
             {
@@ -273,6 +279,7 @@ class ActiveLearner:
                 "labelled": self.trainer.train_links.size(1),
                 "negatives": self.negatives.size(1),
                 "test_links": self.trainer.pair.test_links.size(1),
+                "select_seconds": select_seconds,
                 **metrics,
             }
         )

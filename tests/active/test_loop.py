@@ -36,6 +36,7 @@ def test_schedule_fires_on_the_right_epochs(pair):
     n = seeds(pair)
     assert [r["labelled"] for r in rounds] == [n, n + 5, n + 10]
     assert {"hits@1", "hits@10", "mrr", "correct"} <= set(rounds[-1])
+    assert rounds[0]["select_seconds"] == 0.0 and rounds[-1]["select_seconds"] > 0
 
 
 @pytest.mark.parametrize(
