@@ -661,6 +661,12 @@ def summary_rows(records: list[dict[str, Any]], metric: str) -> list[dict[str, A
         for name in ("asked", "correct"):  # over all rounds: what the oracle saw
             totals = [sum(x[name] for x in r.get("rounds", [])) for r in group]
             row[name] = _mean_std(totals) if cell["rounds"] else None
+        # The evaluation after each round (round 0: the warm-up), mean over seeds.
+        curves = [r.get("rounds", []) for r in group]
+        row["round_mrr"] = [
+            statistics.fmean(curve[i]["mrr"] for curve in curves)
+            for i in range(min(map(len, curves)))
+        ]
         seconds = [
             r["timing"].get("seconds_per_epoch_median")
             for r in group
@@ -834,6 +840,28 @@ def format_markdown(
             "" if paper is None else paper["source"],
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    active = [row for row in rows if row["round_mrr"]]
+    if active:
+        rounds = max(len(row["round_mrr"]) for row in active)
+        lines += [
+            "",
+            "## MRR after each active-learning round (round 0: the warm-up; "
+            "mean over seeds; evaluated on the row's test links)",
+            "",
+            "| dataset | ratio | pool | variant | "
+            + " | ".join(f"round {i}" for i in range(rounds))
+            + " |",
+            "|" + "---|" * (4 + rounds),
+        ]
+        for row in active:
+            curve = [_fmt(x) for x in row["round_mrr"]]
+            curve += [""] * (rounds - len(curve))
+            lines.append(
+                f"| {row['dataset']} | {row['seed_ratio']:g} | "
+                f"{row['pool_ratio'] or '-'} | {row['variant']} | "
+                + " | ".join(curve)
+                + " |"
+            )
     if tests:
         lines += [
             "",

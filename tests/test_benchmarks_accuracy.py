@@ -340,8 +340,9 @@ def test_summarise_keeps_pool_ratios_apart_and_counts_what_the_oracle_saw(
     for seed in (0, 1):
         write_cell(acc, tmp_path, "almea", seed, (10.0, 20.0, 30.0 + seed))
         write_cell(acc, tmp_path, "almea", seed, (11.0, 21.0, 31.0), pool_ratio=0.1)
-        rounds = [{"asked": 0, "correct": 0}, {"asked": 8, "correct": 3 + seed}]
-        rounds.append({"asked": 6, "correct": 5})
+        rounds = [{"asked": 0, "correct": 0, "mrr": 30.0 + seed}]
+        rounds.append({"asked": 8, "correct": 3 + seed, "mrr": 32.0})
+        rounds.append({"asked": 6, "correct": 5, "mrr": 33.0 + 2 * seed})
         write_cell(
             acc, tmp_path, "almea+ds3", seed, (12.0 + seed, 22.0, 33.0 + 2 * seed),
             round_results=rounds, **schedule,
@@ -358,6 +359,9 @@ def test_summarise_keeps_pool_ratios_apart_and_counts_what_the_oracle_saw(
     assert active["asked"]["mean"] == 14 and active["correct"]["mean"] == 8.5
     assert "| synthetic | 0.2 | 0.1 | 2 | almea+ds3 (R2/i1/b0.01) |" in out
     assert "| 14.0 | 8.5 |" in out
+    assert active["round_mrr"] == [30.5, 32.0, 34.0]
+    assert rows["almea", 0.1]["round_mrr"] == []
+    assert "| synthetic | 0.2 | 0.1 | almea+ds3 | 30.50 | 32.00 | 34.00 |" in out
     # compared with the run at the same pool ratio only (MRR diffs 2 and 4)
     (test,) = summary["comparisons"]
     assert test["pool_ratio"] == 0.1 and test["mrr"]["mean_diff"] == pytest.approx(3.0)
