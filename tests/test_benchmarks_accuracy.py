@@ -245,6 +245,10 @@ def test_variant_table_covers_models_and_strategies(acc):
             dict(rounds=1, interval=50, budget=0.01, alpha=0.35),
             "FB15K_DB15K-r0.2-almea+ds3-e500-R1-i50-b0.01-s0",
         ),
+        (
+            dict(rounds=5, interval=50, budget=0.01, alpha=0.35, prune=0.5),
+            "FB15K_DB15K-r0.2-almea+ds3-e500-pr0.5-s0",
+        ),
     ],
 )
 def test_cell_names(acc, kwargs, name):
@@ -376,6 +380,21 @@ def test_summarise_cosine_metric(acc, tmp_path, capsys):
     (row,) = json.loads((tmp_path / "summary.json").read_text())["rows"]
     assert row["metric"] == "cosine"
     assert row["hits@1"]["mean"] == pytest.approx(9.5)
+
+
+def test_prune_reaches_ds3_cells_only(acc):
+    args = acc.build_parser().parse_args(
+        ["--datasets", "FB15K_DB15K", "--variants", "almea+ds3", "almea+random"]
+        + ["--seeds", "0", "--prune", "0.5"]
+    )
+    ds3, random = acc.build_cells(args)
+    assert (ds3.prune, random.prune) == (0.5, None)
+    assert ds3.key()["prune"] == 0.5 and "prune" not in random.key()
+    options = {"data_dir": None, "cache_dir": "data", "eval_every": 0}
+    options.update(device="cpu", work_dir="w", progress=False)
+    config = acc.experiment_config(ds3, options)
+    assert config.active.strategy_kwargs == {"alpha": 0.35, "prune": 0.5}
+    assert acc.experiment_config(random, options).active.strategy_kwargs == {}
 
 
 def test_low_resource_cells_share_one_test_set(acc):
