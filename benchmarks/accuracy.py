@@ -799,6 +799,10 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _fmt_pool(ratio: float) -> str:
+    return f"{ratio:g}" if ratio else "-"
+
+
 def _fmt_mean_std(stat: dict[str, float | None]) -> str:
     return f"{_fmt(stat['mean'])} ± {_fmt(stat['std'])}"
 
@@ -842,7 +846,7 @@ def format_markdown(
         cells = [
             row["dataset"],
             f"{row['seed_ratio']:g}",
-            f"{row['pool_ratio']:g}" if row["pool_ratio"] else "-",
+            _fmt_pool(row["pool_ratio"]),
             str(row["epochs"]),
             variant,
             row["strategy"] or "-",
@@ -879,7 +883,7 @@ def format_markdown(
             curve += [""] * (rounds - len(curve))
             lines.append(
                 f"| {row['dataset']} | {row['seed_ratio']:g} | "
-                f"{row['pool_ratio'] or '-'} | {row['variant']} | "
+                f"{_fmt_pool(row['pool_ratio'])} | {row['variant']} | "
                 + " | ".join(curve)
                 + " |"
             )
@@ -899,7 +903,7 @@ def format_markdown(
                 stats += [_fmt(s["mean_diff"]), _fmt(s["t"]), _fmt(s["p"], 4)]
             lines.append(
                 f"| {test['a']} | {test['b']} | {test['dataset']} | "
-                f"{test['seed_ratio']:g} | {test['pool_ratio'] or '-'} | "
+                f"{test['seed_ratio']:g} | {_fmt_pool(test['pool_ratio'])} | "
                 f"{test['epochs']} | {test['n']} | " + " | ".join(stats) + " |"
             )
     return "\n".join(lines) + "\n"

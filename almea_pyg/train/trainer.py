@@ -219,7 +219,8 @@ class Trainer:
 
 
 def _log_writer(f: Any, row: dict[str, float]) -> csv.DictWriter:
-    """A ``log.csv`` writer: the fixed columns first, then ``row``'s losses."""
+    """A ``log.csv`` writer: the fixed columns first, then ``row``'s other keys
+    (losses, modality weights) sorted."""
     fields = ["epoch", "seconds", "seeds", "loss", "hits@1", "hits@10", "mrr"]
     fields += sorted(k for k in row if k not in fields)
     return csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
