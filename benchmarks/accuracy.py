@@ -522,7 +522,7 @@ def is_done(cell: Cell, results: str | Path) -> bool:
     return True
 
 
-def warm_start_from(cell: Cell, work_dir: str | Path, out: Path) -> str | None:
+def warm_start_from(cell: Cell, work_dir: str | Path, out: Path) -> Cell | None:
     """Start a cell from the final checkpoint of the same seed's warm-up run.
 
     The rounds of an ``almea+*`` cell follow the same warm-up as the cell of its
@@ -532,7 +532,7 @@ def warm_start_from(cell: Cell, work_dir: str | Path, out: Path) -> str | None:
     with a pool ratio (active or not) can start from it and only its evaluation
     differs. When such a run's final checkpoint (at the warm-up's epoch) is
     there, it is copied in and the warm-up is not trained again. Returns the
-    name of the cell started from, or ``None``.
+    cell started from, or ``None``.
     """
     variant = resolve_variant(cell.variant)
     if variant.drop is not None or not (cell.active or cell.pool_ratio):
@@ -556,8 +556,21 @@ def warm_start_from(cell: Cell, work_dir: str | Path, out: Path) -> str | None:
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(checkpoint, out / "checkpoint.pt")
         log.info("%s: warm-up taken from %s", cell.name, sibling.name)
-        return sibling.name
+        return sibling
     return None
+
+
+def evaluated_pool_ratio(sibling: Cell, results: str | Path) -> float:
+    """The pool ratio whose test links the epochs of ``sibling``'s history saw.
+
+    A run that was itself warm-started carries the history it started from.
+    """
+    path = cell_path(sibling, results)
+    if path.exists():
+        inherited = json.loads(path.read_text()).get("warm_start_pool_ratio")
+        if inherited is not None:
+            return inherited
+    return sibling.pool_ratio
 
 
 def run_cell(cell: Cell, options: dict[str, Any]) -> Path:
@@ -583,7 +596,14 @@ def run_cell(cell: Cell, options: dict[str, Any]) -> Path:
         "cell": cell.key(),
         "status": result["status"],
         "resumed": resume and warm_start is None,
-        "warm_start": warm_start,
+        "warm_start": None if warm_start is None else warm_start.name,
+        # The epochs copied from the warm-up (log.csv, training.png) were evaluated
+        # on the test links of this pool ratio; round 0 and on, on this cell's.
+        "warm_start_pool_ratio": (
+            None
+            if warm_start is None
+            else evaluated_pool_ratio(warm_start, options["results"])
+        ),
         "protocol": result["protocol"],
         "metrics": result["metrics"],
         "rounds": result["rounds"],

@@ -142,6 +142,10 @@ def test_pool_ratio_cells_warm_start_from_the_run_without_a_pool(acc, grid, tmp_
         torch.set_num_threads(threads)
     no_pool = acc.Cell(**records["almea"][1]["cell"]).name
     assert runs["warm"]["almea"]["warm_start"] == no_pool
+    # Their copied epochs were evaluated on the test links of pool ratio 0, also
+    # when copied from a run that had copied them.
+    for variant in variants:
+        assert runs["warm"][variant]["warm_start_pool_ratio"] == 0.0
     assert runs["warm"]["almea+ds3"]["warm_start"] in (
         no_pool,
         acc.Cell(**runs["warm"]["almea"]["cell"]).name,
@@ -149,6 +153,7 @@ def test_pool_ratio_cells_warm_start_from_the_run_without_a_pool(acc, grid, tmp_
     for variant in variants:
         warm, cold = runs["warm"][variant], runs["cold"][variant]
         assert cold["warm_start"] is None
+        assert cold["warm_start_pool_ratio"] is None
         assert warm["protocol"]["pool_ratio"] == 0.3
         assert (
             warm["protocol"]["test_links"]
