@@ -22,8 +22,8 @@ the returned ``Z`` is the exact projection of the last iterate (columns sum to o
 ``Z ≥ 0``). The updates are in place on three ``[B, K, K]`` buffers holding the
 transposes, so that the projections run along contiguous rows. On CPU an iteration
 sweeps them in blocks of rows of about ``CACHE_BYTES``: every Newton step of a block
-runs while it is in cache, which at K = 4,000 makes an iteration ~4x faster than
-whole-matrix passes. Convergence is checked every ``check_every`` iterations, which
+runs while it is in cache, which at K = 4,000 makes an iteration ~6x faster than
+whole-matrix passes (``benchmarks/ds3_speed.py``, 2 threads). Convergence is checked every ``check_every`` iterations, which
 (with the Newton steps' support test) is the only time the loop reads anything back
 from the device.
 """
@@ -43,8 +43,9 @@ REPRESENTATIVE_RATIO = 0.1
 #: Cap on threshold steps per projection (Michelot's method is finite; this bounds
 #: the floating-point corner case of an entry flickering at the threshold).
 MAX_NEWTON_STEPS = 50
-#: Bytes of a column block on CPU: the block's projection runs in cache.
-CACHE_BYTES = 1 << 20
+#: Bytes of a block of rows on CPU (best of 1, 2, 4 MiB at K = 1,000-4,000 on
+#: 2 threads): the block's projection runs in cache.
+CACHE_BYTES = 1 << 22
 
 
 @dataclass
