@@ -14,8 +14,7 @@ checkpoint instead of training the warm-up again: the same result, exactly
 warm-up, unchanged: cells with ``--pool-ratio`` start from the run without one.
 Active learning follows Table 9: 5 rounds every 50 epochs after the warm-up, 1 % of
 the links per round, DS3's alpha per dataset and ratio; ``--prune 0.5`` keeps DS3's
-pool to its most confident half (App. B.6), which the transductive pool needs on one
-CPU (K = 4,083 on FB15K-DB15K: 1.2 s per ADMM iteration, 0.11 s at half of it).
+pool to its most confident half, as the paper does (App. B.6).
 
     python benchmarks/accuracy.py --datasets FB15K_DB15K --seed-ratios 0.2 \\
         --variants almea base almea+ds3 --seeds 0 1 2 --data-dir ../shared/data/mmkg
@@ -366,6 +365,17 @@ LOW_RESOURCE = ((0.05, 15), (0.10, 10), (0.15, 5))
 LOW_RESOURCE_REFERENCE = 0.2
 
 
+def ds3_options(
+    args: argparse.Namespace, variant: Variant, dataset: str, ratio: float
+) -> dict[str, float | None]:
+    """A cell's DS3 ``alpha`` (Table 9's when not given) and ``prune``; ``None``
+    for other strategies."""
+    if variant.strategy != "ds3":
+        return {"alpha": None, "prune": None}
+    alpha = paper_alpha(dataset, ratio) if args.alpha is None else args.alpha
+    return {"alpha": alpha, "prune": args.prune}
+
+
 def low_resource_cells(args: argparse.Namespace) -> list[Cell]:
     """Section 4.5: ``r`` seeds plus ``(0.2 - r) / 1 %`` rounds of 1 %, and 20 % seeds.
 
@@ -388,9 +398,7 @@ def low_resource_cells(args: argparse.Namespace) -> list[Cell]:
                             "--low-resource needs active-learning variants, "
                             f"got {name!r}"
                         )
-                    alpha = args.alpha if variant.strategy == "ds3" else None
-                    if alpha is None and variant.strategy == "ds3":
-                        alpha = paper_alpha(dataset, LOW_RESOURCE_REFERENCE)
+                    ds3 = ds3_options(args, variant, dataset, LOW_RESOURCE_REFERENCE)
                     cells.append(
                         Cell(
                             dataset,
@@ -402,9 +410,8 @@ def low_resource_cells(args: argparse.Namespace) -> list[Cell]:
                             rounds=rounds,
                             interval=args.interval,
                             budget=0.01,
-                            alpha=alpha,
                             pool_ratio=round(LOW_RESOURCE_REFERENCE - ratio, 6),
-                            prune=args.prune if variant.strategy == "ds3" else None,
+                            **ds3,
                         )
                     )
     return cells
@@ -425,15 +432,11 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
                 for name, variant in variants.items():
                     schedule = {}
                     if variant.strategy is not None:
-                        alpha = args.alpha if variant.strategy == "ds3" else None
-                        if alpha is None and variant.strategy == "ds3":
-                            alpha = paper_alpha(dataset, ratio)
                         schedule = dict(
                             rounds=args.rounds,
                             interval=args.interval,
                             budget=args.budget,
-                            alpha=alpha,
-                            prune=args.prune if variant.strategy == "ds3" else None,
+                            **ds3_options(args, variant, dataset, ratio),
                         )
                     cells.append(
                         Cell(

@@ -23,9 +23,9 @@ the returned ``Z`` is the exact projection of the last iterate (columns sum to o
 transposes, so that the projections run along contiguous rows. On CPU an iteration
 sweeps them in blocks of rows of about ``CACHE_BYTES``: every Newton step of a block
 runs while it is in cache, which at K = 4,000 makes an iteration ~6x faster than
-whole-matrix passes (``benchmarks/ds3_speed.py``, 2 threads). Convergence is checked every ``check_every`` iterations, which
-(with the Newton steps' support test) is the only time the loop reads anything back
-from the device.
+whole-matrix passes (``benchmarks/ds3_speed.py``, 2 threads). Convergence is checked
+every ``check_every`` iterations, which (with the Newton steps' support test) is the
+only time the loop reads anything back from the device.
 """
 
 import logging
@@ -89,7 +89,8 @@ def simplex_projection(W: Tensor) -> Tensor:
 def _newton_threshold(
     W: Tensor, theta: Tensor, max_steps: int = 100, dim: int = -2
 ) -> Tensor:
-    """Exact thresholds of ``W`` along ``dim`` by Newton (Michelot) steps from ``theta``.
+    """Exact thresholds of ``W`` along ``dim`` by Newton (Michelot) steps from
+    ``theta``.
 
     The first step lands on a lower bound; from there the support only shrinks, and
     the threshold is exact once it stops shrinking (finitely many steps).
@@ -321,7 +322,7 @@ def _admm(
 
     for t in range(1, max_iter + 1):
         scale = (1 - shrink / sq_norms.sqrt_()).clamp_min_(0).nan_to_num_(0.0)
-        sq_norms = torch.zeros_like(sq_norms)
+        sq_norms.zero_()
         check = t % check_every == 0 or t == max_iter
         if check:
             r_zp = A_act.new_zeros(len(active))

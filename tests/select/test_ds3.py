@@ -147,8 +147,9 @@ def test_batch_equals_loop_of_single_problems():
 
 @pytest.mark.parametrize("cache_bytes,rows", [(1, 1), (1000, 3)])
 def test_blocked_sweep_equals_one_block(monkeypatch, cache_bytes, rows):
-    # On CPU an iteration sweeps blocks of rows; blocks of one row or three, with problems of a batch stopping at different iterations, must
-    # give the iterates of a single block over the whole matrix.
+    # On CPU an iteration sweeps blocks of rows; blocks of one row or of three,
+    # with the problems of a batch stopping at different iterations, must give
+    # the iterates of a single block over the whole matrix.
     As = torch.stack([clustered(seed=s) for s in range(3)])
     lam = torch.tensor([0.5, 2.0, 6.0], dtype=torch.float64)
     kwargs = dict(lam=lam, tol=1e-9, max_iter=3000)
