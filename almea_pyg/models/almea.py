@@ -378,12 +378,8 @@ class ALMEA(nn.Module):
                 out.dropped[m].unsqueeze(-1), fused_masked, cal_masked[m]
             )
             decoded[m] = self.lsl.decode(m, z_in)
-            rows = present[m]
-            count = int(rows.sum())
             url.append(
-                reconstruction_loss(decoded[m][rows], h[m][rows]) * count
-                if count
-                else decoded[m].new_zeros(())
+                reconstruction_loss(decoded[m], h[m], present[m], reduction="sum")
             )
         joint_decoded = self.fusion(decoded)
         jal = half * joint_alignment_loss(joint_decoded[:half], joint_decoded[half:])

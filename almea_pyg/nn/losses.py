@@ -217,21 +217,41 @@ def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
     return kl.sum(dim=-1).mean()
 
 
-def reconstruction_loss(reconstruction: Tensor, target: Tensor) -> Tensor:
+def reconstruction_loss(
+    reconstruction: Tensor,
+    target: Tensor,
+    mask: Tensor | None = None,
+    *,
+    reduction: str = "mean",
+) -> Tensor:
     """``L_URL`` (Eq. 10): mean squared error to the detached modality embedding.
 
     The target ``h^m`` is detached so that the decoder learns to reproduce the
     encoder's embedding without pulling the encoder towards the reconstruction.
+    Rows outside ``mask`` (entities without the modality) are left out by
+    weighting, not indexing, so no device sync is needed on GPU.
 
     Args:
         reconstruction: Decoded embeddings ``Decoder_m(z~^m)``.
         target: The modality embeddings ``h^m``.
+        mask: Optional boolean mask of the rows to score (default: all rows).
+        reduction: ``"mean"`` averages the per-row squared error over the scored
+            rows (``nan`` if there are none), ``"sum"`` sums it, so that sums over
+            chunks can be divided by the total row count afterwards.
 
     Shapes:
-        reconstruction, target: ``(B, d)`` -> scalar
+        reconstruction, target: ``(B, d)``, mask: ``(B,)`` -> scalar
     """
     _check_same_shape(reconstruction, target, "reconstruction", "target")
-    return F.mse_loss(reconstruction, target.detach())
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    per_row = (reconstruction - target.detach()).pow(2).mean(dim=-1)
+    if mask is not None:
+        per_row = per_row * mask
+    total = per_row.sum()
+    if reduction == "sum":
+        return total
+    return total / (per_row.numel() if mask is None else mask.sum())
 
 
 def semantic_calibration_loss(z_a: Tensor, z_b: Tensor, *, eps: float = 1e-8) -> Tensor:

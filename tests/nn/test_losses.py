@@ -262,6 +262,26 @@ def test_reconstruction_loss_value_and_detached_target() -> None:
     assert reconstruction.grad.abs().sum() > 0
 
 
+def test_reconstruction_loss_mask_and_sum() -> None:
+    reconstruction = torch.tensor(
+        [[1.0, 2.0], [0.0, 0.0], [3.0, 3.0]], requires_grad=True
+    )
+    target = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    mask = torch.tensor([True, False, True])
+    # per-row MSE: 2, 1, 9; rows 0 and 2 scored
+    mean = reconstruction_loss(reconstruction, target, mask)
+    assert mean.item() == pytest.approx((2 + 9) / 2)
+    total = reconstruction_loss(reconstruction, target, mask, reduction="sum")
+    assert total.item() == pytest.approx(2 + 9)
+    total.backward()
+    assert reconstruction.grad[1].abs().sum() == 0
+    assert reconstruction.grad[[0, 2]].abs().sum() > 0
+    none = torch.zeros(3, dtype=torch.bool)
+    assert reconstruction_loss(reconstruction, target, none, reduction="sum") == 0
+    with pytest.raises(ValueError, match="reduction"):
+        reconstruction_loss(reconstruction, target, reduction="none")
+
+
 def test_reconstruction_loss_rejects_shape_mismatch() -> None:
     with pytest.raises(ValueError, match="same shape"):
         reconstruction_loss(torch.ones(2, 3), torch.ones(3, 2))
