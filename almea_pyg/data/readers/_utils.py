@@ -50,6 +50,37 @@ def iter_lines(path: PathLike) -> Iterator[tuple[int, str]]:
             raise DataFormatError(path, None, f"not UTF-8 text ({error})") from None
 
 
+def iter_tab_fields(path: PathLike, layout: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line number, fields)`` of a TAB-separated file.
+
+    ``layout`` names the fields, e.g. ``"head<TAB>relation<TAB>tail"``; a line with
+    another number of fields than it shows raises :class:`DataFormatError`.
+    """
+    columns = layout.count("<TAB>") + 1
+    for number, line in iter_lines(path):
+        fields = line.split("\t")
+        if len(fields) != columns:
+            raise DataFormatError(
+                path, number, f"expected '{layout}', got {len(fields)} fields"
+            )
+        yield number, fields
+
+
+def iter_statements(path: PathLike, layout: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line number, [subject, predicate, object])`` of N-Triples-like lines.
+
+    Lines are whitespace-separated ``s p o`` with an optional final ``.``;
+    ``layout`` (e.g. ``"head relation tail ."``) names them in errors.
+    """
+    for number, line in iter_lines(path):
+        parts = line.split()
+        if not (len(parts) == 3 or (len(parts) == 4 and parts[3] == ".")):
+            raise DataFormatError(
+                path, number, f"expected '{layout}', got {len(parts)} fields"
+            )
+        yield number, parts[:3]
+
+
 class Vocabulary:
     """A growing map from string tokens to consecutive indices (first seen, first)."""
 

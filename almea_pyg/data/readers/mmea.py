@@ -34,6 +34,7 @@ from almea_pyg.data.readers._utils import (
     Vocabulary,
     attach_features,
     iter_lines,
+    iter_tab_fields,
     make_kg,
     require_file,
     unique_columns,
@@ -92,12 +93,7 @@ def read_id_table(path: PathLike, layout: str) -> Tensor:
     except ValueError:
         valid = False
     if not valid:
-        for number, line in iter_lines(path):
-            fields = line.split("\t")
-            if len(fields) != columns:
-                raise DataFormatError(
-                    path, number, f"expected '{layout}', got {len(fields)} fields"
-                )
+        for number, fields in iter_tab_fields(path, layout):
             _parse_ints(path, number, fields, layout)
         raise DataFormatError(path, None, f"expected lines '{layout}'")
     if table.size == 0:
@@ -119,12 +115,7 @@ def read_ent_ids(
     names: list[str] = []
     seen_ids: set[int] = set()
     seen_names: set[str] = set()
-    for number, line in iter_lines(path):
-        fields = line.split("\t")
-        if len(fields) != 2:
-            raise DataFormatError(
-                path, number, f"expected 'id<TAB>name', got {len(fields)} fields"
-            )
+    for number, fields in iter_tab_fields(path, "id<TAB>name"):
         (global_id,) = _parse_ints(path, number, fields[:1], "id<TAB>name")
         name = fields[1]
         if global_id in seen_ids or global_id in taken:

@@ -38,6 +38,8 @@ from almea_pyg.data.readers._utils import (
     Vocabulary,
     attach_features,
     iter_lines,
+    iter_statements,
+    iter_tab_fields,
     make_kg,
     require_file,
     split_feature_input,
@@ -71,14 +73,7 @@ def read_entity_triples(
     rels: list[int] = []
     tails: list[int] = []
     add_entity, add_relation = entities.add, relations.add
-    for number, line in iter_lines(path):
-        parts = line.split()
-        if not (len(parts) == 3 or (len(parts) == 4 and parts[3] == ".")):
-            raise DataFormatError(
-                path,
-                number,
-                f"expected 'head relation tail .', got {len(parts)} fields",
-            )
+    for _, parts in iter_statements(path, "head relation tail ."):
         heads.append(add_entity(parts[0]))
         rels.append(add_relation(parts[1]))
         tails.append(add_entity(parts[2]))
@@ -152,27 +147,15 @@ def read_numerical_triples(
 def read_image_index(path: PathLike) -> list[str]:
     """Entities listed in an ``entity<TAB>IMAGE_KEY`` file (repeats kept)."""
     entities = []
-    for number, line in iter_lines(path):
-        parts = line.split("\t")
-        if len(parts) != 2:
-            raise DataFormatError(
-                path,
-                number,
-                f"expected 'entity<TAB>image_key', got {len(parts)} fields",
-            )
-        entities.append(parts[0].strip())
+    for _, fields in iter_tab_fields(path, "entity<TAB>image_key"):
+        entities.append(fields[0].strip())
     return entities
 
 
 def read_same_as_links(path: PathLike) -> list[tuple[str, str]]:
     """Unique ``(first, second)`` identifier pairs of a ``SameAsLink`` file."""
     links: dict[tuple[str, str], None] = {}
-    for number, line in iter_lines(path):
-        parts = line.split()
-        if not (len(parts) == 3 or (len(parts) == 4 and parts[3] == ".")):
-            raise DataFormatError(
-                path, number, f"expected 'a <SameAs> b .', got {len(parts)} fields"
-            )
+    for number, parts in iter_statements(path, "a <SameAs> b ."):
         if "sameas" not in parts[1].lower():
             raise DataFormatError(
                 path, number, f"expected a <SameAs> predicate, got {parts[1]!r}"

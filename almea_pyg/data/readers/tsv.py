@@ -45,6 +45,7 @@ from almea_pyg.data.readers._utils import (
     Vocabulary,
     attach_features,
     iter_lines,
+    iter_tab_fields,
     make_kg,
     require_file,
     to_index_tensor,
@@ -69,14 +70,7 @@ IDS_SUFFIX = ".ids"
 
 def _read_triples(path: Path, entities: Vocabulary, relations: Vocabulary) -> Tensor:
     rows: tuple[list[int], list[int], list[int]] = ([], [], [])
-    for number, line in iter_lines(path):
-        fields = line.split("\t")
-        if len(fields) != 3:
-            raise DataFormatError(
-                path,
-                number,
-                f"expected 'head<TAB>relation<TAB>tail', got {len(fields)} fields",
-            )
+    for _, fields in iter_tab_fields(path, "head<TAB>relation<TAB>tail"):
         rows[0].append(entities.add(fields[0]))
         rows[1].append(relations.add(fields[1]))
         rows[2].append(entities.add(fields[2]))
@@ -251,14 +245,7 @@ def read_tsv_links(path: PathLike, source: HeteroData, target: HeteroData) -> Te
         {token: i for i, token in enumerate(kg[ENTITY].ids)} for kg in (source, target)
     ]
     rows: tuple[list[int], list[int]] = ([], [])
-    for number, line in iter_lines(path):
-        fields = line.split("\t")
-        if len(fields) != 2:
-            raise DataFormatError(
-                path,
-                number,
-                f"expected 'source_id<TAB>target_id', got {len(fields)} fields",
-            )
+    for number, fields in iter_tab_fields(path, "source_id<TAB>target_id"):
         for side, token, lookup, row in zip(
             ("source", "target"), fields, lookups, rows
         ):
