@@ -1,22 +1,9 @@
 import torch
+from clustered_pairs import LABELLED, PERM, SOURCE, TARGET
 
 from almea_pyg.select.acquire import ds3_acquire
 from almea_pyg.select.dissimilarity import dissimilarity_matrix, diversity_scores
 from almea_pyg.select.ds3 import ds3
-
-
-def embeddings(n=60, d=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    centres = 3 * torch.randn(6, d, generator=g)
-    source = centres[torch.arange(n) % 6] + torch.randn(n, d, generator=g)
-    perm = torch.randperm(n, generator=g)
-    target = torch.empty_like(source)
-    target[perm] = source + 0.05 * torch.randn(n, d, generator=g)
-    return source, target, perm  # source i matches target perm[i]
-
-
-SOURCE, TARGET, PERM = embeddings()
-LABELLED = torch.stack([torch.arange(6), PERM[:6]])
 
 
 def test_selects_confident_representatives_up_to_budget():

@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from clustered_pairs import LABELLED, PERM, SOURCE, TARGET
 
 from almea_pyg.select.base import STRATEGIES, Selection, Strategy, strategy_resolver
 from almea_pyg.select.strategies import (
@@ -11,19 +12,6 @@ from almea_pyg.select.strategies import (
     UncertaintyStrategy,
 )
 
-
-def embeddings(n=60, d=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    centres = 3 * torch.randn(6, d, generator=g)
-    source = centres[torch.arange(n) % 6] + torch.randn(n, d, generator=g)
-    perm = torch.randperm(n, generator=g)
-    target = torch.empty_like(source)
-    target[perm] = source + 0.05 * torch.randn(n, d, generator=g)
-    return source, target, perm  # source i matches target perm[i]
-
-
-SOURCE, TARGET, PERM = embeddings()
-LABELLED = torch.stack([torch.arange(6), PERM[:6]])
 DEGREE = torch.arange(60) % 7
 
 
