@@ -64,6 +64,11 @@ def add_train_arguments(
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=3500)
     parser.add_argument(
+        "--max-grad-norm",
+        type=float,
+        help="clip the gradients' global L2 norm to this (default: no clipping)",
+    )
+    parser.add_argument(
         "--impute", action="store_true", help="impute missing modalities at inference"
     )
     parser.add_argument("--no-progress", action="store_true")
@@ -116,6 +121,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         metric=args.metric,
         lr=args.lr,
         batch_size=args.batch_size,
+        max_grad_norm=args.max_grad_norm,
         model=model,
         active=active_config_from_args(args),
         progress=not args.no_progress,

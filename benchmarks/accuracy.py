@@ -290,7 +290,8 @@ class Cell:
     ``rounds``, ``interval``, ``budget`` and ``alpha`` (DS3's) describe the
     active-learning schedule and are ``0``/``None`` without active learning.
     ``pool_ratio`` is the share of links held out of every split (revealable
-    only by an oracle; the key leaves it out when it is ``0``).
+    only by an oracle; the key leaves it out when it is ``0``). ``max_grad_norm``
+    clips the gradients (not in the paper; the key leaves it out when ``None``).
     """
 
     dataset: str
@@ -305,6 +306,7 @@ class Cell:
     alpha: float | None = None
     pool_ratio: float = 0.0
     prune: float | None = None
+    max_grad_norm: float | None = None
 
     @property
     def active(self) -> bool:
@@ -323,6 +325,7 @@ class Cell:
             and self.dim == DEFAULT_DIM
             and not self.pool_ratio
             and self.prune is None
+            and self.max_grad_norm is None
             and (paper_al or not self.active)
         )
 
@@ -348,6 +351,8 @@ class Cell:
             parts.append(f"p{self.pool_ratio:g}")
         if self.prune is not None:
             parts.append(f"pr{self.prune:g}")
+        if self.max_grad_norm is not None:
+            parts.append(f"g{self.max_grad_norm:g}")
         parts.append(f"s{self.seed}")
         return "-".join(parts)
 
@@ -355,8 +360,9 @@ class Cell:
         key = asdict(self)
         if not self.pool_ratio:
             del key["pool_ratio"]
-        if self.prune is None:
-            del key["prune"]
+        for name in ("prune", "max_grad_norm"):
+            if key[name] is None:
+                del key[name]
         return key
 
 
@@ -420,7 +426,15 @@ def low_resource_cells(args: argparse.Namespace) -> list[Cell]:
 def build_cells(args: argparse.Namespace) -> list[Cell]:
     """The grid of the command line, in the order it runs (seed before variant)."""
     if getattr(args, "low_resource", False):
-        return low_resource_cells(args)
+        cells = low_resource_cells(args)
+    else:
+        cells = grid_cells(args)
+    clip = getattr(args, "max_grad_norm", None)
+    return [replace(cell, max_grad_norm=clip) for cell in cells]
+
+
+def grid_cells(args: argparse.Namespace) -> list[Cell]:
+    """The cells of ``--datasets`` x ``--seed-ratios`` x ``--seeds`` x variants."""
     # Runs without active learning first: their checkpoints warm-start the others.
     names = sorted(args.variants, key=lambda n: resolve_variant(n).strategy is not None)
     variants = {name: resolve_variant(name) for name in names}
@@ -502,6 +516,7 @@ def experiment_config(cell: Cell, options: dict[str, Any]) -> ExperimentConfig:
         output=str(Path(options["work_dir"]) / cell.name),
         variant=variant.model,
         modalities=modalities,
+        max_grad_norm=cell.max_grad_norm,
         model={"dim": cell.dim},
         active=active,
         progress=options["progress"],
@@ -977,6 +992,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="share of links in no split, revealable only by an oracle",
+    )
+    grid.add_argument(
+        "--max-grad-norm",
+        type=float,
+        help="clip the gradients' global L2 norm (not in the paper; default: none)",
     )
     active = parser.add_argument_group("active-learning schedule (almea+* variants)")
     active.add_argument("--rounds", type=int, default=_AL_DEFAULTS.rounds)

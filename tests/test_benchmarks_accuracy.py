@@ -254,6 +254,10 @@ def test_variant_table_covers_models_and_strategies(acc):
             dict(rounds=5, interval=50, budget=0.01, alpha=0.35, prune=0.5),
             "FB15K_DB15K-r0.2-almea+ds3-e500-pr0.5-s0",
         ),
+        (
+            dict(rounds=5, interval=50, budget=0.01, alpha=0.35, max_grad_norm=1.0),
+            "FB15K_DB15K-r0.2-almea+ds3-e500-g1-s0",
+        ),
     ],
 )
 def test_cell_names(acc, kwargs, name):
@@ -400,6 +404,25 @@ def test_prune_reaches_ds3_cells_only(acc):
     config = acc.experiment_config(ds3, options)
     assert config.active.strategy_kwargs == {"alpha": 0.35, "prune": 0.5}
     assert acc.experiment_config(random, options).active.strategy_kwargs == {}
+
+
+@pytest.mark.parametrize("low_resource", [False, True])
+def test_max_grad_norm_reaches_every_cell_and_its_config(acc, low_resource):
+    argv = ["--datasets", "FB15K_DB15K", "--variants", "almea+ds3", "--seeds", "0"]
+    argv += ["--low-resource"] if low_resource else []
+    clipped = acc.build_cells(
+        acc.build_parser().parse_args(argv + ["--max-grad-norm", "5"])
+    )
+    plain = acc.build_cells(acc.build_parser().parse_args(argv))
+    assert [c.max_grad_norm for c in clipped] == [5.0] * len(plain)
+    assert all(c.key()["max_grad_norm"] == 5.0 for c in clipped)
+    assert all("max_grad_norm" not in c.key() for c in plain)
+    assert not any(c.paper_schedule() for c in clipped)
+    assert {c.name for c in clipped}.isdisjoint(c.name for c in plain)
+    options = {"data_dir": None, "cache_dir": "data", "eval_every": 0}
+    options.update(device="cpu", work_dir="w", progress=False)
+    assert acc.experiment_config(clipped[0], options).max_grad_norm == 5.0
+    assert acc.experiment_config(plain[0], options).max_grad_norm is None
 
 
 def test_low_resource_cells_share_one_test_set(acc):

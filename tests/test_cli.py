@@ -1,3 +1,4 @@
+import csv
 import json
 
 import pytest
@@ -30,6 +31,7 @@ def test_train_writes_result_with_protocol(run_dir, capsys):
     assert protocol["epochs"] == 2 and protocol["test_links_in_pool"] is False
     assert protocol["modalities"] == ["graph", "attr", "img", "rel"]
     assert protocol["pool_ratio"] == 0.0 and protocol["pool_links"] == 0
+    assert protocol["max_grad_norm"] is None
     assert {"cosine", "csls", "csls_impute_true"} == set(result["metrics"])
     assert result["timing"]["seconds_per_epoch"] > 0
     assert (run_dir / "log.csv").exists() and (run_dir / "checkpoint.pt").exists()
@@ -44,6 +46,18 @@ def test_pool_ratio_hides_links_from_every_split(tmp_path):
     assert protocol["pool_ratio"] == 0.25 and protocol["pool_links"] > 0
     links = shown + protocol["pool_links"]
     assert protocol["pool_links"] == round(0.25 * links)
+
+
+def test_max_grad_norm_reaches_the_trainer(tmp_path):
+    argv = ["train", "--epochs", "1", "--dim", "8", "--no-progress"]
+    argv += ["--max-grad-norm", "0.5", "--output", str(tmp_path)]
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["protocol"]["max_grad_norm"] == 0.5
+    assert result["config"]["max_grad_norm"] == 0.5
+    with open(tmp_path / "log.csv") as f:
+        (row,) = csv.DictReader(f)
+    assert float(row["grad_norm"]) > 0.5  # logged before clipping
 
 
 def test_evaluate_reproduces_training_metrics(run_dir, capsys):

@@ -68,6 +68,7 @@ class ExperimentConfig:
     metric: str = "csls"
     lr: float = 1e-3
     batch_size: int = 3500
+    max_grad_norm: float | None = None
     model: dict[str, Any] = field(default_factory=dict)
     active: ActiveLearningConfig | None = None
     progress: bool = True
@@ -158,6 +159,7 @@ def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[st
         pair,
         lr=config.lr,
         batch_size=config.batch_size,
+        max_grad_norm=config.max_grad_norm,
         eval_every=config.eval_every,
         metric=config.metric,
         output_dir=config.output,
@@ -222,6 +224,7 @@ def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[st
             "test_links": pair.test_links.size(1),
             "pool_ratio": config.pool_ratio,
             "pool_links": pool_links,
+            "max_grad_norm": config.max_grad_norm,
         },
         "metrics": metrics,
         "rounds": learner.rounds if learner is not None else [],

@@ -47,6 +47,8 @@ class Trainer:
     evaluated) and the model's ``modality_weights()`` (if it has them) go to the
     history and ``log.csv``. The trainer can be paused between epochs and handed
     new seed links (:meth:`add_train_links`), which is what active learning does.
+    The log also holds ``grad_norm``, the mean global L2 norm of the gradients
+    before any clipping, so that instabilities of training can be traced.
 
     Args:
         model (nn.Module): The alignment model.
@@ -59,6 +61,9 @@ class Trainer:
         csls_k (int): CSLS neighbourhood size. (default: ``3``)
         output_dir (str, optional): Where the per-epoch CSV log and checkpoints go.
         seed (int): Seed of the batch shuffling. (default: ``0``)
+        max_grad_norm (float, optional): Clip the gradients' global L2 norm to
+            this before each step. Not in the paper's schedule. (default: ``None``,
+            no clipping)
         progress (bool): Show a progress bar. (default: ``True``)
     """
 
@@ -74,14 +79,18 @@ class Trainer:
         csls_k: int = 3,
         output_dir: str | os.PathLike | None = None,
         seed: int = 0,
+        max_grad_norm: float | None = None,
         progress: bool = True,
     ) -> None:
         if batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {batch_size}")
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be positive, got {max_grad_norm}")
         self.model = model
         self.pair = pair
         self.optimizer = make_adam(model.parameters(), lr=lr)
         self.batch_size = batch_size
+        self.max_grad_norm = max_grad_norm
         self.eval_every = eval_every
         self.metric = metric
         self.csls_k = csls_k
@@ -106,7 +115,8 @@ class Trainer:
         return new.size(1)
 
     def train_epoch(self) -> dict[str, float]:
-        """One pass over the seed links; returns the mean of each loss term."""
+        """One pass over the seed links; returns the mean of each loss term and of
+        ``grad_norm``."""
         self.model.train()
         num = self.train_links.size(1)
         perm = torch.randperm(num, generator=self.generator).to(self.train_links.device)
@@ -119,13 +129,21 @@ class Trainer:
             losses = self.model(self.pair, batch)
             self.optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
+            grad_norm = self._grad_norm()
             self.optimizer.step()
-            for key, value in losses.items():
+            for key, value in {**losses, "grad_norm": grad_norm}.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             steps += 1
         self.epoch += 1
         release_free_memory()
         return {key: value / max(steps, 1) for key, value in sums.items()}
+
+    def _grad_norm(self) -> Tensor:
+        """The gradients' global L2 norm, after clipping them if asked to."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if self.max_grad_norm is not None:
+            return nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        return nn.utils.get_total_norm([p.grad for p in params])
 
     @torch.no_grad()
     def evaluate(

@@ -93,3 +93,40 @@ def test_atomic_save_leaves_no_temporary(tmp_path):
 def test_batch_size_validated(pair):
     with pytest.raises(ValueError, match="batch_size"):
         make_trainer(pair, batch_size=1)
+
+
+def _norms_at_step(trainer):
+    """Global gradient norms seen by each optimiser step."""
+    norms, step = [], trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        norms.append(float(torch.nn.utils.get_total_norm(grads)))
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = recording_step
+    return norms
+
+
+def test_grad_norm_logged_and_clipped(pair):
+    # Two steps per epoch; the logged norm is their mean, before clipping.
+    free = make_trainer(pair, batch_size=len(pair.train_links[0]) // 2 + 1)
+    free_norms = _norms_at_step(free)
+    row = free.train_epoch()
+    assert len(free_norms) == 2
+    assert row["grad_norm"] == pytest.approx(sum(free_norms) / 2, rel=1e-5)
+
+    limit = 0.1 * min(free_norms)
+    clipped = make_trainer(
+        pair, batch_size=len(pair.train_links[0]) // 2 + 1, max_grad_norm=limit
+    )
+    clipped_norms = _norms_at_step(clipped)
+    clipped_row = clipped.train_epoch()
+    assert max(clipped_norms) == pytest.approx(limit, rel=1e-4)
+    # same initialisation and batches: the first step's norm before clipping
+    assert clipped_row["grad_norm"] > 5 * limit
+
+
+def test_max_grad_norm_validated(pair):
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        make_trainer(pair, max_grad_norm=0.0)
