@@ -151,6 +151,12 @@ def format_metrics(result: dict) -> str:
             f"{metric:>6}: Hits@1 {values['hits@1']:.2f}  "
             f"Hits@10 {values['hits@10']:.2f}  MRR {values['mrr']:.2f}"
         )
+    for modality, row in (result.get("latent_diagnostics") or {}).items():
+        lines.append(
+            f"latent {modality}: {row['active_units']} active units, "
+            f"KL/dim {row['kl_per_dim']:.3f}, reconstruction R2 "
+            f"{row['reconstruction_r2']:.3f}, imputation R2 {row['imputation_r2']:.3f}"
+        )
     timing = result.get("timing", {})
     if timing.get("seconds_per_epoch") is not None:
         lines.append(
@@ -290,7 +296,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         metric: evaluate_alignment(emb_s, emb_t, pair.test_links, metric=metric)
         for metric in args.metric
     }
-    print(format_metrics({"metrics": metrics}))
+    latent = model.latent_diagnostics(pair) if model.lsl is not None else None
+    print(format_metrics({"metrics": metrics, "latent_diagnostics": latent}))
 
 
 def build_parser() -> argparse.ArgumentParser:

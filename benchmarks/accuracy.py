@@ -626,6 +626,7 @@ def run_cell(cell: Cell, options: dict[str, Any]) -> Path:
         "metrics": result["metrics"],
         "rounds": result["rounds"],
         "timing": result["timing"],
+        "latent_diagnostics": result["latent_diagnostics"],
         "config": result["config"],
         "command": options["command"],
     }

@@ -65,6 +65,7 @@ def test_cell_json_matches_its_cell(acc, grid):
         assert record["metrics"]["csls"]["hits@1"] >= 0
         assert record["timing"]["seconds_per_epoch_median"] > 0
         assert "--variants" in record["command"]
+        assert set(record["latent_diagnostics"]) == set(protocol["modalities"])
         # the run directory (checkpoint, links, plots) stays out of --results
         assert (work / cell.name / "checkpoint.pt").exists()
     assert all(p.suffix == ".json" for p in results.iterdir())

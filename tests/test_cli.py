@@ -33,6 +33,9 @@ def test_train_writes_result_with_protocol(run_dir, capsys):
     assert protocol["pool_ratio"] == 0.0 and protocol["pool_links"] == 0
     assert protocol["max_grad_norm"] is None
     assert {"cosine", "csls", "csls_impute_true"} == set(result["metrics"])
+    latent = result["latent_diagnostics"]
+    assert set(latent) == set(protocol["modalities"])
+    assert all(0 <= row["active_units"] <= 16 for row in latent.values())
     assert result["timing"]["seconds_per_epoch"] > 0
     assert (run_dir / "log.csv").exists() and (run_dir / "checkpoint.pt").exists()
 
@@ -65,6 +68,8 @@ def test_evaluate_reproduces_training_metrics(run_dir, capsys):
     assert main(["evaluate", str(run_dir), "--metric", "csls"]) == 0
     out = capsys.readouterr().out
     assert f"Hits@1 {result['metrics']['csls']['hits@1']:.2f}" in out
+    graph = result["latent_diagnostics"]["graph"]
+    assert f"latent graph: {graph['active_units']} active units" in out
 
 
 def test_errors_are_one_line(tmp_path, capsys):
@@ -75,8 +80,6 @@ def test_errors_are_one_line(tmp_path, capsys):
 
 
 def _rows(path):
-    import csv
-
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 

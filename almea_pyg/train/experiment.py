@@ -198,6 +198,7 @@ def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[st
         model.impute_missing = not model.impute_missing
         metrics[f"csls_impute_{model.impute_missing}".lower()] = trainer.evaluate()
         model.impute_missing = not model.impute_missing
+    latent = model.latent_diagnostics(pair) if model.lsl is not None else None
     epoch_seconds = [row["seconds"] for row in trainer.history]
     result = {
         "status": status,
@@ -243,6 +244,7 @@ def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[st
             "torch": torch.__version__,
         },
         "config": asdict(config),
+        "latent_diagnostics": latent,
     }
     if config.output is not None:
         out = Path(config.output)

@@ -127,6 +127,48 @@ def test_embed_and_imputation(pair):
     assert model.training
 
 
+def test_latent_diagnostics_of_a_collapsed_and_a_mean_decoder(pair):
+    model = small_model(pair)
+    inputs = model.inputs(pair)
+    h, present = model.encode(inputs), model.presence(inputs)
+    with torch.no_grad():
+        for vae in model.lsl.vaes.values():
+            # Posterior N(0.5, 1) for every entity: a collapse, KL 0.5 * 0.5^2 per dim
+            vae.mu.weight.zero_(), vae.mu.bias.fill_(0.5)
+            vae.logvar.weight.zero_(), vae.logvar.bias.zero_()
+        # The attribute decoder always outputs the mean of h^attr (R^2 = 0), the
+        # relation decoder the mean plus one (R^2 = -n d / total sum of squares).
+        rows = {m: h[m][present[m]].detach() for m in ("attr", "rel")}
+        last = {m: model.lsl.vaes[m].decoder[-1] for m in rows}
+        for m, shift in (("attr", 0.0), ("rel", 1.0)):
+            last[m].weight.zero_(), last[m].bias.copy_(rows[m].mean(0) + shift)
+    stats = model.latent_diagnostics(pair)
+    assert set(stats) == set(model.modalities)
+    for m, row in stats.items():
+        assert row["entities"] == int(present[m].sum())
+        assert row["active_units"] == 0
+        assert row["kl_per_dim"] == pytest.approx(0.125, rel=1e-5)
+    for key in ("reconstruction_r2", "imputation_r2"):
+        assert stats["attr"][key] == pytest.approx(0.0, abs=1e-5)
+        rel = rows["rel"]
+        expected = -rel.numel() / (rel - rel.mean(0)).pow(2).sum().item()
+        assert stats["rel"][key] == pytest.approx(expected, rel=1e-4)
+    assert model.training
+
+
+def test_latent_diagnostics_count_units_that_vary(pair):
+    model = small_model(pair)
+    with torch.no_grad():
+        for vae in model.lsl.vaes.values():
+            vae.mu.weight.mul_(1e4)  # posterior means spread far across entities
+        model.lsl.vaes["rel"].mu.weight[:3] = 0  # except 3 constant dimensions
+    stats = model.latent_diagnostics(pair)
+    assert stats["rel"]["active_units"] == 13
+    assert all(stats[m]["active_units"] == 16 for m in ("graph", "attr", "img"))
+    with pytest.raises(RuntimeError, match="LSL"):
+        small_model(pair, use_lsl=False).latent_diagnostics(pair)
+
+
 def test_modality_absent_from_one_kg(pair):
     target = pair.target.clone()
     del target["entity"].x_img
