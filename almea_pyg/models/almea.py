@@ -435,7 +435,7 @@ class ALMEA(nn.Module):
 
     @torch.no_grad()
     def latent_diagnostics(
-        self, pair: MMKGPair, *, threshold: float = 0.01
+        self, pair: MMKGPair, *, threshold: float = 0.01, chunk_size: int = 4096
     ) -> dict[str, dict[str, float]]:
         """How much information LSL's latents carry, per modality.
 
@@ -451,6 +451,7 @@ class ALMEA(nn.Module):
           of ``h^m`` were the modality missing (from the other modalities).
 
         An :math:`R^2` of ``0`` is no better than one mean vector for all entities.
+        Entities are processed ``chunk_size`` at a time (running sums in float64).
         """
         if self.lsl is None or self.lsc is None:
             raise RuntimeError("latent diagnostics need LSL (use_lsl=True)")
@@ -461,23 +462,48 @@ class ALMEA(nn.Module):
         present = self.presence(inputs)
         out = {}
         for m in self.modalities:
-            rows = present[m]
-            if not rows.any():
+            index = present[m].nonzero().flatten()
+            if index.numel() == 0:
                 continue
-            target = h[m][rows]
-            total = (target - target.mean(dim=0)).pow(2).sum()
-            _, mu, logvar = self.lsl.encode(m, target)
-            own = self.lsl.decode(m, self.lsc.calibrated(m, mu))
-            imputed = self.impute(h, {**present, m: torch.zeros_like(rows)})[m][rows]
+            sums: dict[str, Tensor] = {}
+            for chunk in index.split(chunk_size):
+                part = self._latent_diagnostic_sums(m, h, present, chunk)
+                for key, value in part.items():
+                    sums[key] = sums.get(key, 0) + value.double()
+            n = index.numel()
+            mean = sums["target"] / n
+            total = sums["target_sq"] - n * mean.pow(2).sum()
+            mu_var = (sums["mu_sq"] - n * (sums["mu"] / n).pow(2)) / max(n - 1, 1)
             out[m] = {
-                "entities": int(rows.sum()),
-                "active_units": int((mu.var(dim=0) > threshold).sum()),
-                "kl_per_dim": float(kl_standard_normal(mu, logvar)) / mu.size(-1),
-                "reconstruction_r2": float(1 - (own - target).pow(2).sum() / total),
-                "imputation_r2": float(1 - (imputed - target).pow(2).sum() / total),
+                "entities": n,
+                "active_units": int((mu_var > threshold).sum()),
+                "kl_per_dim": float(sums["kl"]) / (n * self.lsl.dim),
+                "reconstruction_r2": float(1 - sums["own_sse"] / total),
+                "imputation_r2": float(1 - sums["imputed_sse"] / total),
             }
         self.train(was_training)
         return out
+
+    def _latent_diagnostic_sums(
+        self, m: str, h: dict[str, Tensor], present: dict[str, Tensor], rows: Tensor
+    ) -> dict[str, Tensor]:
+        """Sums over ``rows`` (entities having modality ``m``) behind
+        :meth:`latent_diagnostics`."""
+        target = h[m][rows]
+        _, mu, logvar = self.lsl.encode(m, target)
+        own = self.lsl.decode(m, self.lsc.calibrated(m, mu))
+        others = {k: present[k][rows] for k in self.modalities}
+        others[m] = torch.zeros_like(others[m])
+        imputed = self.impute({k: h[k][rows] for k in self.modalities}, others)[m]
+        return {
+            "target": target.sum(dim=0),
+            "target_sq": target.pow(2).sum(),
+            "mu": mu.sum(dim=0),
+            "mu_sq": mu.pow(2).sum(dim=0),
+            "kl": kl_standard_normal(mu, logvar) * rows.numel(),
+            "own_sse": (own - target).pow(2).sum(),
+            "imputed_sse": (imputed - target).pow(2).sum(),
+        }
 
     @torch.no_grad()
     def candidates(

@@ -165,6 +165,10 @@ def test_latent_diagnostics_count_units_that_vary(pair):
     stats = model.latent_diagnostics(pair)
     assert stats["rel"]["active_units"] == 13
     assert all(stats[m]["active_units"] == 16 for m in ("graph", "attr", "img"))
+    # Running sums over chunks of 7 entities give what one chunk gives.
+    chunked = model.latent_diagnostics(pair, chunk_size=7)
+    for m, row in stats.items():
+        assert chunked[m] == pytest.approx(row, rel=1e-4)
     with pytest.raises(RuntimeError, match="LSL"):
         small_model(pair, use_lsl=False).latent_diagnostics(pair)
 
