@@ -881,6 +881,8 @@ def format_markdown(
             variant += ")"
         if row["dim"] != DEFAULT_DIM:
             variant += f" d{row['dim']}"
+        if row.get("max_grad_norm") is not None:
+            variant += f" clip{row['max_grad_norm']:g}"
         paper = row["paper"]
         cells = [
             row["dataset"],

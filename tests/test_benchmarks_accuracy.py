@@ -347,6 +347,22 @@ def test_summarise_mean_std_and_paired_t_test(acc, tmp_path, capsys):
     assert "Paired t-tests" in out
 
 
+def test_summarise_keeps_clipped_cells_apart(acc, tmp_path, capsys):
+    for seed in (0, 1):
+        write_cell(acc, tmp_path, "almea", seed, (10.0, 20.0, 15.0 + seed))
+        write_cell(acc, tmp_path, "base", seed, (10.0, 20.0, 14.0))
+    write_cell(acc, tmp_path, "almea", 0, (1.0, 2.0, 3.0), max_grad_norm=50.0)
+    argv = ["--summarise", "--results", str(tmp_path), "--compare", "almea", "base"]
+    assert acc.main(argv) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((tmp_path / "summary.json").read_text())["rows"]
+    clipped = [r for r in rows if r.get("max_grad_norm") == 50.0]
+    assert len(rows) == 3 and len(clipped) == 1 and clipped[0]["n"] == 1
+    assert out.count("almea clip50") == 1
+    (test,) = json.loads((tmp_path / "summary.json").read_text())["comparisons"]
+    assert test["n"] == 2 and test["mrr"]["mean_diff"] == pytest.approx(1.5)
+
+
 def test_summarise_keeps_pool_ratios_apart_and_counts_what_the_oracle_saw(
     acc, tmp_path, capsys
 ):
