@@ -50,13 +50,18 @@ def iter_lines(path: PathLike) -> Iterator[tuple[int, str]]:
             raise DataFormatError(path, None, f"not UTF-8 text ({error})") from None
 
 
+def tab_columns(layout: str) -> int:
+    """The number of fields a layout such as ``"h<TAB>r<TAB>t"`` shows."""
+    return layout.count("<TAB>") + 1
+
+
 def iter_tab_fields(path: PathLike, layout: str) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line number, fields)`` of a TAB-separated file.
 
     ``layout`` names the fields, e.g. ``"head<TAB>relation<TAB>tail"``; a line with
     another number of fields than it shows raises :class:`DataFormatError`.
     """
-    columns = layout.count("<TAB>") + 1
+    columns = tab_columns(layout)
     for number, line in iter_lines(path):
         fields = line.split("\t")
         if len(fields) != columns:

@@ -37,6 +37,7 @@ from almea_pyg.data.readers._utils import (
     iter_tab_fields,
     make_kg,
     require_file,
+    tab_columns,
     unique_columns,
 )
 
@@ -77,7 +78,7 @@ def read_id_table(path: PathLike, layout: str) -> Tensor:
             fields is the number of ``<TAB>`` plus one.
     """
     path = require_file(path)
-    columns = layout.count("<TAB>") + 1
+    columns = tab_columns(layout)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
