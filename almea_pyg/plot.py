@@ -104,10 +104,12 @@ def plot_selection_map(
 
     Each pair is the mean of its two normalised entity embeddings; grey dots are
     a sample of all source entities, blue the labelled pairs, red the selected.
+    Tensors on any device are drawn from a CPU copy (matplotlib reads numpy).
     """
     plt = _pyplot()
-    src = torch.nn.functional.normalize(source_emb.float(), dim=-1)
-    tgt = torch.nn.functional.normalize(target_emb.float(), dim=-1)
+    src = torch.nn.functional.normalize(source_emb.detach().cpu().float(), dim=-1)
+    tgt = torch.nn.functional.normalize(target_emb.detach().cpu().float(), dim=-1)
+    labelled, selected = labelled.cpu(), selected.cpu()
     generator = torch.Generator().manual_seed(0)
     sample = torch.randperm(src.size(0), generator=generator)[:max_points]
     labelled = labelled[:, :max_points]

@@ -15,7 +15,17 @@ def test_project_2d_keeps_the_main_directions():
     assert xy[:, 0].std() > 5 * xy[:, 1].std()
 
 
-def test_save_run_plots_writes_pngs(tmp_path):
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"),
+    ),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_save_run_plots_writes_pngs(tmp_path, device):
     history = [
         {"epoch": 1, "loss": 2.0, "weight_graph": 0.5, "weight_rel": 0.5},
         {
@@ -30,9 +40,9 @@ def test_save_run_plots_writes_pngs(tmp_path):
         {"round": 0, "hits@1": 10.0, "hits@10": 30.0, "mrr": 15.0},
         {"round": 1, "hits@1": 12.0, "hits@10": 33.0, "mrr": 17.0},
     ]
-    emb = torch.randn(20, 4), torch.randn(15, 4)
-    labelled = torch.tensor([[0, 1, 2], [3, 4, 5]])
-    selected = torch.tensor([[7, 8], [9, 10]])
+    emb = torch.randn(20, 4, device=device), torch.randn(15, 4, device=device)
+    labelled = torch.tensor([[0, 1, 2], [3, 4, 5]], device=device)
+    selected = torch.tensor([[7, 8], [9, 10]], device=device)
     paths = save_run_plots(tmp_path, history, rounds, (*emb, labelled, selected))
     names = ["training.png", "modality_weights.png", "rounds.png", "selection_map.png"]
     assert [p.name for p in paths] == names
