@@ -8,6 +8,7 @@ from almea_pyg.metrics.ranking import (
     mean_reciprocal_rank,
 )
 from almea_pyg.metrics.similarity import (
+    check_finite,
     csls_neighbourhood,
     mutual_nearest_neighbours,
     similarity_chunks,
@@ -17,6 +18,7 @@ from almea_pyg.metrics.similarity import (
 __all__ = [
     "RankingMetric",
     "alignment_ranks",
+    "check_finite",
     "csls_neighbourhood",
     "evaluate_alignment",
     "hits_at_k",

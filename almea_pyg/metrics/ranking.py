@@ -14,7 +14,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from almea_pyg.metrics.similarity import DEFAULT_CHUNK_SIZE, similarity_chunks
+from almea_pyg.metrics.similarity import (
+    DEFAULT_CHUNK_SIZE,
+    _score_chunks,
+    check_finite,
+)
 from almea_pyg.typing import SimilarityMetric
 
 
@@ -73,7 +77,9 @@ def alignment_ranks(
     source against all test targets, the standard MMEA protocol). With
     ``metric="csls"`` the CSLS neighbourhoods are computed between the distinct
     sources of ``links`` and the candidates, as in MCLEA's evaluation. Scores are
-    computed ``chunk_size`` sources at a time, never the full matrix.
+    computed ``chunk_size`` sources at a time, never the full matrix. A NaN or inf
+    in a row of ``x_src`` or ``x_tgt`` that is scored (a source of ``links`` or a
+    candidate) raises a ``ValueError`` naming the tensor and the row.
 
     Args:
         x_src: Source entity embeddings.
@@ -108,14 +114,12 @@ def alignment_ranks(
     order = row.argsort()
     row, column = row[order], column[order]
 
+    queries, keys = x_src[sources], x_tgt[candidates]
+    check_finite("x_src", queries, sources)
+    check_finite("x_tgt", keys, candidates)
+
     ranks = torch.empty(links.size(1), dtype=torch.long, device=device)
-    for start, scores in similarity_chunks(
-        x_src[sources],
-        x_tgt[candidates],
-        metric=metric,
-        csls_k=csls_k,
-        chunk_size=chunk_size,
-    ):
+    for start, scores in _score_chunks(queries, keys, metric, csls_k, chunk_size):
         begin, end = torch.searchsorted(
             row, torch.tensor([start, start + scores.size(0)], device=device)
         ).tolist()

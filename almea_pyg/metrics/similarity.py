@@ -5,6 +5,7 @@ Nothing here materialises the full ``[N_x, N_y]`` score matrix: scores are produ
 """
 
 from collections.abc import Iterator
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,34 @@ from torch import Tensor
 from almea_pyg.typing import SimilarityMetric
 
 DEFAULT_CHUNK_SIZE = 1024
+
+
+def check_finite(name: str, x: Tensor, index: Optional[Tensor] = None) -> None:
+    """Raise a ``ValueError`` naming ``name`` if a row of ``x`` holds a NaN or inf.
+
+    A NaN or inf makes the sum non-finite, so the all-finite case costs one
+    reduction; only then are the rows inspected.
+
+    Args:
+        name: The tensor's name in the message.
+        x: The rows to check.
+        index: The row numbers to report for the rows of ``x`` (when ``x`` is
+            ``emb[index]``). (default: ``None``, the positions in ``x``)
+
+    Shapes:
+        x: ``(N, d)``, index: ``(N,)``
+    """
+    if bool(torch.isfinite(x.sum())):
+        return
+    bad = (~torch.isfinite(x)).reshape(x.size(0), -1).any(dim=1).nonzero().view(-1)
+    if bad.numel() == 0:  # the sum overflowed; every value is finite
+        return
+    rows = bad if index is None else index.to(bad.device)[bad]
+    noun = "row" if rows.numel() == 1 else "rows"
+    raise ValueError(
+        f"{name} has {rows.numel()} non-finite {noun} (first: row "
+        f"{int(rows.min())}); the model diverged?"
+    )
 
 
 def csls_neighbourhood(
@@ -47,8 +76,18 @@ def similarity_chunks(
     ``scores`` is ``(rows, N_y)`` for the rows ``start:start + rows`` of ``x``.
     CSLS scores are ``2 cos(x_i, y_j) - r_y(x_i) - r_x(y_j)``; the ``x`` side's
     neighbourhood term comes from each block itself, so CSLS costs two passes
-    over the pairs (one for the ``y`` side's term), not three.
+    over the pairs (one for the ``y`` side's term), not three. A NaN or inf in
+    ``x`` or ``y`` raises a ``ValueError``.
     """
+    check_finite("x", x)
+    check_finite("y", y)
+    yield from _score_chunks(x, y, metric, csls_k, chunk_size)
+
+
+def _score_chunks(
+    x: Tensor, y: Tensor, metric: SimilarityMetric, csls_k: int, chunk_size: int
+) -> Iterator[tuple[int, Tensor]]:
+    """:func:`similarity_chunks` for inputs the caller has checked."""
     if metric not in ("cosine", "csls"):
         raise ValueError(f"metric must be 'cosine' or 'csls', got {metric!r}")
     x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
@@ -74,15 +113,29 @@ def topk_similarity(
 ) -> tuple[Tensor, Tensor]:
     """The ``k`` most similar rows of ``y`` for each row of ``x``, best first.
 
+    A NaN or inf in ``x`` or ``y`` raises a ``ValueError``.
+
     Shapes:
         x: ``(N_x, d)``, y: ``(N_y, d)`` -> values, indices: ``(N_x, k)``
     """
+    check_finite("x", x)
+    check_finite("y", y)
+    return _topk(x, y, k, metric, csls_k, chunk_size)
+
+
+def _topk(
+    x: Tensor,
+    y: Tensor,
+    k: int,
+    metric: SimilarityMetric,
+    csls_k: int,
+    chunk_size: int,
+) -> tuple[Tensor, Tensor]:
+    """:func:`topk_similarity` for inputs the caller has checked."""
     k = min(k, y.size(0))
     values = x.new_empty(x.size(0), k)
     indices = torch.empty(x.size(0), k, dtype=torch.long, device=x.device)
-    for start, scores in similarity_chunks(
-        x, y, metric=metric, csls_k=csls_k, chunk_size=chunk_size
-    ):
+    for start, scores in _score_chunks(x, y, metric, csls_k, chunk_size):
         top = scores.topk(k, dim=1)
         values[start : start + scores.size(0)] = top.values
         indices[start : start + scores.size(0)] = top.indices
@@ -101,20 +154,18 @@ def mutual_nearest_neighbours(
 
     Returns ``(x_index, y_index, score)``, sorted by decreasing score (most
     confident first). CSLS is symmetric, so one score matrix serves both
-    directions.
+    directions. A NaN or inf in ``x`` or ``y`` raises a ``ValueError``.
 
     Shapes:
         x: ``(N_x, d)``, y: ``(N_y, d)`` -> three tensors of shape ``(K,)``
     """
+    check_finite("x", x)
+    check_finite("y", y)
     if x.size(0) == 0 or y.size(0) == 0:
         empty = torch.empty(0, dtype=torch.long, device=x.device)
         return empty, empty, x.new_empty(0)
-    score_xy, best_y = topk_similarity(
-        x, y, 1, metric=metric, csls_k=csls_k, chunk_size=chunk_size
-    )
-    _, best_x = topk_similarity(
-        y, x, 1, metric=metric, csls_k=csls_k, chunk_size=chunk_size
-    )
+    score_xy, best_y = _topk(x, y, 1, metric, csls_k, chunk_size)
+    _, best_x = _topk(y, x, 1, metric, csls_k, chunk_size)
     best_y, score_xy, best_x = best_y[:, 0], score_xy[:, 0], best_x[:, 0]
     x_index = torch.arange(x.size(0), device=x.device)
     mutual = best_x[best_y] == x_index

@@ -6,7 +6,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from almea_pyg.metrics.similarity import DEFAULT_CHUNK_SIZE, mutual_nearest_neighbours
+from almea_pyg.metrics.similarity import (
+    DEFAULT_CHUNK_SIZE,
+    check_finite,
+    mutual_nearest_neighbours,
+)
 from almea_pyg.typing import SimilarityMetric
 
 
@@ -63,7 +67,8 @@ def candidate_pool(
     entities under a no-leak protocol) are removed before the search, so they can
     neither be candidates nor be anyone's nearest neighbour. The search is chunked
     (:func:`~almea_pyg.metrics.similarity.mutual_nearest_neighbours`), so the full
-    similarity matrix never materialises.
+    similarity matrix never materialises. A NaN or inf in a row that is searched
+    raises a ``ValueError`` naming the embedding and the row.
 
     Args:
         source_emb: Source entity embeddings.
@@ -90,12 +95,11 @@ def candidate_pool(
     device = source_emb.device
     src = keep_mask(source_emb.size(0), exclude_source, device).nonzero().view(-1)
     tgt = keep_mask(target_emb.size(0), exclude_target, device).nonzero().view(-1)
+    source, target = source_emb[src], target_emb[tgt]
+    check_finite("source_emb", source, src)
+    check_finite("target_emb", target, tgt)
     i, j, score = mutual_nearest_neighbours(
-        source_emb[src],
-        target_emb[tgt],
-        metric=metric,
-        csls_k=csls_k,
-        chunk_size=chunk_size,
+        source, target, metric=metric, csls_k=csls_k, chunk_size=chunk_size
     )
     if prune is not None:
         keep = max(1, round(prune * i.numel())) if i.numel() else 0

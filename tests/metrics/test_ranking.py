@@ -216,3 +216,51 @@ def test_evaluate_alignment(metric: str) -> None:
     if metric == "cosine":
         assert out["hits@1"] == pytest.approx(25.0)
         assert out["mrr"] == pytest.approx(100 * (1 + 1 / 3 + 1 / 4 + 1 / 2) / 4)
+
+
+def _random_links(n: int = 40, d: int = 8, num_links: int = 20):
+    gen = torch.Generator().manual_seed(0)
+    x_src = torch.randn(n, d, generator=gen)
+    x_tgt = torch.randn(n, d, generator=gen)
+    links = torch.stack([torch.randperm(n, generator=gen)[:num_links]] * 2)
+    return x_src, x_tgt, links
+
+
+@pytest.mark.parametrize("metric", ["cosine", "csls"])
+def test_evaluate_alignment_rejects_all_nan(metric: str) -> None:
+    x_src, x_tgt, links = _random_links()
+    nan = torch.full_like(x_src, float("nan"))
+    with pytest.raises(ValueError, match=r"x_src has 40 non-finite rows"):
+        evaluate_alignment(nan, nan, torch.arange(40).repeat(2, 1), metric=metric)
+    with pytest.raises(ValueError, match=r"x_tgt has 20 non-finite rows"):
+        evaluate_alignment(x_src, nan, links, metric=metric)
+
+
+def test_csls_rejects_one_nan_target_row() -> None:
+    x_src, x_tgt, links = _random_links()
+    row = int(links[1, 5])
+    x_tgt[row, 3] = float("nan")
+    message = rf"x_tgt has 1 non-finite row \(first: row {row}\)"
+    with pytest.raises(ValueError, match=message):
+        evaluate_alignment(x_src, x_tgt, links, metric="csls")
+
+
+@pytest.mark.parametrize("metric", ["cosine", "csls"])
+def test_alignment_ranks_rejects_one_inf_source_row(metric: str) -> None:
+    x_src, x_tgt, links = _random_links()
+    row = int(links[0, 7])
+    x_src[row, 0] = float("-inf")
+    message = rf"x_src has 1 non-finite row \(first: row {row}\)"
+    with pytest.raises(ValueError, match=message):
+        alignment_ranks(x_src, x_tgt, links, metric=metric)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "csls"])
+def test_non_finite_rows_that_are_not_scored_are_ignored(metric: str) -> None:
+    x_src, x_tgt, links = _random_links()
+    expected = alignment_ranks(x_src, x_tgt, links, metric=metric)
+    unused = torch.ones(40, dtype=torch.bool)
+    unused[links[0]] = False
+    x_src[unused, 0] = float("nan")
+    x_tgt[unused, 0] = float("inf")
+    assert torch.equal(alignment_ranks(x_src, x_tgt, links, metric=metric), expected)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from almea_pyg.metrics.similarity import (
+    check_finite,
     csls_neighbourhood,
     mutual_nearest_neighbours,
     similarity_chunks,
@@ -125,3 +126,32 @@ def test_similarity_is_scale_invariant() -> None:
     )
     assert torch.equal(indices, indices_scaled)
     assert torch.allclose(values, values_scaled)
+
+
+@pytest.mark.parametrize(
+    "search",
+    [
+        lambda x, y: next(similarity_chunks(x, y)),
+        lambda x, y: topk_similarity(x, y, 2, metric="csls"),
+        lambda x, y: mutual_nearest_neighbours(x, y, metric="csls"),
+    ],
+)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_search_rejects_non_finite_rows(search, value: float) -> None:
+    x, y = _pair()
+    y[4, 1] = value
+    with pytest.raises(ValueError, match=r"y has 1 non-finite row \(first: row 4\)"):
+        search(x, y)
+    x[[2, 9], 0] = value
+    with pytest.raises(ValueError, match=r"x has 2 non-finite rows \(first: row 2\)"):
+        search(x, y)
+
+
+def test_check_finite() -> None:
+    check_finite("x", torch.full((3, 2), 3e38))  # the sum overflows; values are finite
+    check_finite("x", torch.empty(0, 4))
+    x = torch.zeros(4, 3)
+    x[[1, 3], 2] = float("nan")
+    message = r"^emb has 2 non-finite rows \(first: row 11\); the model diverged\?$"
+    with pytest.raises(ValueError, match=message):
+        check_finite("emb", x, torch.tensor([10, 13, 12, 11]))

@@ -68,3 +68,21 @@ def test_helpers():
     ]
     assert merge_indices(torch.tensor([1]), [2, 3]).tolist() == [1, 2, 3]
     assert merge_indices(torch.tensor([1]), None).tolist() == [1]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "csls"])
+def test_non_finite_row_raises_naming_it(metric):
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(50, 8, generator=g), torch.randn(40, 8, generator=g)
+    s[17, 2] = float("nan")
+    message = r"source_emb has 1 non-finite row \(first: row 17\)"
+    with pytest.raises(ValueError, match=message):
+        candidate_pool(s, t, metric=metric)
+    # An excluded row is never searched, so it cannot spoil the pool.
+    expected = candidate_pool(s[18:], t, metric=metric)
+    pool = candidate_pool(s, t, metric=metric, exclude_source=torch.arange(18))
+    assert torch.equal(pool.source_index, expected.source_index + 18)
+    t[[5, 30]] = float("inf")
+    message = r"target_emb has 2 non-finite rows \(first: row 5\)"
+    with pytest.raises(ValueError, match=message):
+        candidate_pool(s, t, exclude_source=[17])
