@@ -2,14 +2,19 @@
 
 A request lists the round's pairs with both sides' original identifiers, a
 readable name where one is known, and the model's score; the person fills the
-``label`` column with ``yes`` or ``no``. Reading it back validates everything
-before anything is used, so a malformed file never costs labels already given.
+``label`` column with ``yes`` or ``no``, or leaves it empty for no answer.
+Reading it back validates everything before anything is used, so a malformed
+file never costs labels already given. Files saved by a spreadsheet are read
+as they come: UTF-8 with or without a byte-order mark, separated by commas,
+semicolons or tabs. Identifiers and names that a spreadsheet would run as a
+formula are written behind a ``'`` (OWASP's CSV-injection advice).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from pathlib import Path
 
@@ -32,7 +37,13 @@ FIELDS = [
     "score",
     "label",
 ]
+REQUIRED = {"source_id", "target_id", "label"}
+DELIMITERS = (",", ";", "\t")
 ANSWERS = {"yes": True, "no": False}
+#: First characters that make a spreadsheet read a cell as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+log = logging.getLogger(__name__)
 
 
 def entity_ids(kg: HeteroData) -> list[str]:
@@ -58,6 +69,22 @@ def entity_names(kg: HeteroData) -> list[str]:
     )
 
 
+def escape_cell(text: str) -> str:
+    """Put a ``'`` before ``text`` if a spreadsheet would run it as a formula.
+
+    Text already quoted that way gets one more ``'``, so that
+    :func:`unescape_cell` gives every text back unchanged.
+    """
+    return "'" + text if text.lstrip("'").startswith(FORMULA_START) else text
+
+
+def unescape_cell(text: str) -> str:
+    """Undo :func:`escape_cell`; a cell the spreadsheet saved unquoted is kept."""
+    if text.startswith("'") and text.lstrip("'").startswith(FORMULA_START):
+        return text[1:]
+    return text
+
+
 def write_label_request(
     path: str | os.PathLike, pair: MMKGPair, pairs: Tensor, scores: Tensor, round: int
 ) -> Path:
@@ -72,10 +99,10 @@ def write_label_request(
         writer.writerow(
             [
                 round,
-                src_ids[s],
-                tgt_ids[t],
-                src_names[s],
-                tgt_names[t],
+                escape_cell(src_ids[s]),
+                escape_cell(tgt_ids[t]),
+                escape_cell(src_names[s]),
+                escape_cell(tgt_names[t]),
                 f"{score:.4f}",
                 "",
             ]
@@ -83,15 +110,91 @@ def write_label_request(
     return atomic_write_text(buffer.getvalue(), path)
 
 
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text (a byte-order mark dropped), else a clear error."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        byte = data[error.start : error.start + 1].hex()
+        raise DataFormatError(
+            path,
+            line,
+            f"not UTF-8 text (byte 0x{byte}); save the file as UTF-8 "
+            f"(in Excel: 'CSV UTF-8')",
+        ) from None
+
+
+def _label_reader(path: Path, text: str) -> csv.DictReader:
+    """A reader over ``text`` split by the delimiter that yields the columns."""
+    header = text.splitlines()[0] if text else ""
+    for delimiter in DELIMITERS:
+        names = next(csv.reader([header], delimiter=delimiter))
+        names = [name.strip() for name in names]
+        if REQUIRED <= set(names):
+            reader = csv.DictReader(
+                io.StringIO(text, newline=""), names, delimiter=delimiter
+            )
+            next(reader)  # the header line
+            return reader
+    found = next(csv.reader([header]), [])
+    raise DataFormatError(
+        path,
+        1,
+        f"missing column(s) {sorted(REQUIRED - set(found))} in the header "
+        f"{header!r}; expected {','.join(FIELDS)!r}, separated by commas, "
+        f"semicolons or tabs",
+    )
+
+
+def _is_blank(row: dict) -> bool:
+    return not any(isinstance(value, str) and value.strip() for value in row.values())
+
+
+def unanswered_pairs(answer: OracleAnswer, asked: Tensor) -> Tensor:
+    """The pairs of ``asked`` ``(2, n)`` that ``answer`` neither accepts nor rejects."""
+    answered = torch.cat([answer.accepted, answer.rejected], dim=1)
+    targets = torch.cat([asked[1], answered[1]])
+    num_targets = int(targets.max()) + 1 if targets.numel() else 1
+    keys = link_keys(answered, num_targets)
+    return asked[:, ~torch.isin(link_keys(asked, num_targets), keys)]
+
+
+def _warn_unanswered(
+    path: Path, answer: OracleAnswer, asked: Tensor | None, blank: int
+) -> None:
+    if asked is not None:
+        missing = unanswered_pairs(answer, asked).size(1)
+        if missing:
+            log.warning(
+                "%s: %d of %d asked pairs have no answer (rows deleted or label "
+                "empty); they stay unlabelled",
+                path.name,
+                missing,
+                asked.size(1),
+            )
+    elif blank:
+        log.warning(
+            "%s: %d rows have no answer (label empty); they stay unlabelled",
+            path.name,
+            blank,
+        )
+
+
 def read_labels(
     path: str | os.PathLike, pair: MMKGPair, *, asked: Tensor | None = None
 ) -> OracleAnswer:
     """Validate a filled label file and return the accepted and rejected pairs.
 
-    Raises :class:`~almea_pyg.data.errors.DataFormatError` naming the row for:
-    a missing column, an unknown source or target id, a duplicate pair, a value
-    other than yes/no, a pair that was not asked (when ``asked`` is given), and a
-    source (or target) given two different "yes" partners.
+    A row whose label is empty, or a row deleted, leaves its pair unanswered: it
+    is in neither part of the answer, and a warning counts such pairs (see
+    :func:`unanswered_pairs`). Raises
+    :class:`~almea_pyg.data.errors.DataFormatError` naming the row for: text
+    that is not UTF-8, a missing column, an unknown source or target id, a
+    duplicate pair, a value other than yes/no, a pair that was not asked (when
+    ``asked`` is given), and a source (or target) given two different "yes"
+    partners; and naming the file when no pair is answered at all.
     """
     path = Path(path)
     if not path.is_file():
@@ -106,27 +209,28 @@ def read_labels(
     yes_source: dict[int, int] = {}
     yes_target: dict[int, int] = {}
     rows: list[tuple[int, int, bool]] = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"source_id", "target_id", "label"} - set(reader.fieldnames or [])
-        if missing:
-            raise DataFormatError(path, 1, f"missing column(s) {sorted(missing)}")
+    blank = 0
+    reader = _label_reader(path, _read_text(path))
+    try:
         for row in reader:
             line = reader.line_num
-            s = src_index.get(row["source_id"])
-            t = tgt_index.get(row["target_id"])
+            if _is_blank(row):
+                continue
+            source_id = unescape_cell(row["source_id"] or "")
+            target_id = unescape_cell(row["target_id"] or "")
+            s = src_index.get(source_id)
+            t = tgt_index.get(target_id)
             if s is None:
-                raise DataFormatError(
-                    path, line, f"unknown source id {row['source_id']!r}"
-                )
+                raise DataFormatError(path, line, f"unknown source id {source_id!r}")
             if t is None:
-                raise DataFormatError(
-                    path, line, f"unknown target id {row['target_id']!r}"
-                )
+                raise DataFormatError(path, line, f"unknown target id {target_id!r}")
             value = (row["label"] or "").strip().lower()
-            if value not in ANSWERS:
+            if value and value not in ANSWERS:
                 raise DataFormatError(
-                    path, line, f"label must be yes or no, got {row['label']!r}"
+                    path,
+                    line,
+                    f"label must be yes or no (or empty for no answer), "
+                    f"got {row['label']!r}",
                 )
             if (s, t) in seen:
                 raise DataFormatError(
@@ -137,22 +241,33 @@ def read_labels(
                 raise DataFormatError(
                     path, line, "this pair was not asked in the round"
                 )
+            if not value:
+                blank += 1
+                continue
             if ANSWERS[value]:
-                for side, index, used in (
-                    ("source", s, yes_source),
-                    ("target", t, yes_target),
+                for side, index, used, name in (
+                    ("source", s, yes_source, source_id),
+                    ("target", t, yes_target, target_id),
                 ):
                     if index in used:
                         raise DataFormatError(
                             path,
                             line,
-                            f"{side} {row[side + '_id']!r} already matched on line "
+                            f"{side} {name!r} already matched on line "
                             f"{used[index]}: a {side} has at most one partner",
                         )
                     used[index] = line
             rows.append((s, t, ANSWERS[value]))
+    except csv.Error as error:
+        raise DataFormatError(path, reader.line_num, str(error)) from None
+    if not rows:
+        raise DataFormatError(
+            path, None, "no pair is answered: fill the label column with yes or no"
+        )
     pairs = (
         torch.tensor([[s, t] for s, t, _ in rows], dtype=torch.long).reshape(-1, 2).t()
     )
     yes = torch.tensor([answer for _, _, answer in rows], dtype=torch.bool)
-    return OracleAnswer(pairs[:, yes], pairs[:, ~yes])
+    answer = OracleAnswer(pairs[:, yes], pairs[:, ~yes])
+    _warn_unanswered(path, answer, asked, blank)
+    return answer
