@@ -51,6 +51,29 @@ def link_keys(links: Tensor, num_targets: int) -> Tensor:
     return links[0] * num_targets + links[1]
 
 
+#: Exact leaf types that ``torch.load(..., weights_only=True)`` reads back
+#: (besides tensors); numpy scalars, for one, are refused.
+PLAIN_TYPES = (str, int, float, bool, type(None), torch.dtype)
+
+
+def _check_storable(value: Any, where: str) -> None:
+    """Raise :class:`TypeError` naming the first value of a nested state that a
+    ``weights_only`` load would refuse."""
+    if type(value) is dict:
+        for key, item in value.items():
+            _check_storable(key, f"{where} key")
+            _check_storable(item, f"{where}[{key!r}]")
+    elif type(value) in (list, tuple, torch.Size):
+        for index, item in enumerate(value):
+            _check_storable(item, f"{where}[{index}]")
+    elif not (isinstance(value, Tensor) or type(value) in PLAIN_TYPES):
+        raise TypeError(
+            f"{where} is a {type(value).__name__}; a pair file stores only tensors, "
+            "numbers, strings and lists, tuples and dicts of them, so that "
+            "MMKGPair.load can read it without unpickling code"
+        )
+
+
 def _kg_stats(kg: HeteroData) -> str:
     parts = [f"entities={kg[ENTITY].num_nodes}"]
     if RELATION_EDGE in kg.edge_types:
@@ -193,11 +216,26 @@ class MMKGPair:
         )
 
     def save(self, path: str | os.PathLike) -> None:
-        torch.save(self.to_dict(), path)
+        """Write :meth:`to_dict` with :func:`torch.save`.
+
+        Raises:
+            TypeError: a stored value is not a tensor, number, string or a
+                list, tuple or dict of them, which :meth:`load` could not read.
+        """
+        state = self.to_dict()
+        _check_storable(state, "pair")
+        torch.save(state, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MMKGPair:
-        return cls.from_dict(torch.load(path, weights_only=False))
+        """Read a file written by :meth:`save`.
+
+        Loads with ``weights_only=True``: a pair file may come from anyone, and
+        full unpickling would run any code it holds; a file holding other
+        objects than tensors and plain containers raises
+        :class:`pickle.UnpicklingError`.
+        """
+        return cls.from_dict(torch.load(path, weights_only=True))
 
     def to_pyg_pair(self, modality: str = "rel") -> Data:
         """PyG's DBP15K-style pair: ``Data(x1, edge_index1, x2, edge_index2, ...)``."""

@@ -91,8 +91,11 @@ class MMKB(Dataset):
     Without ``raw_dir`` the raw files are downloaded from
     github.com/mniepert/mmkb into ``root/raw/``; with ``raw_dir`` (a directory in
     mmkb's layout, ``FB15K/FB15K_EntityTriples.txt`` etc.) they are read from
-    there and nothing is downloaded or copied. The processed pair is cached under
-    ``root/processed/<pair>/``.
+    there and nothing is downloaded or copied. The processed pair is cached as
+    ``root/processed/<pair>/pair_top<top_k>_<fingerprint>.pt``, the fingerprint
+    a SHA-256 of the raw files' bytes: raw files other than those of the cache
+    (another ``raw_dir``, edited links) are processed anew, and their pair
+    replaces the cache.
 
     Args:
         root (str): Root directory of the dataset.
@@ -130,6 +133,7 @@ class MMKB(Dataset):
         self.pair_name = pair
         self.top_k = top_k
         self._local_raw_dir = None if raw_dir is None else osp.abspath(raw_dir)
+        self._fingerprint: str | None = None
         super().__init__(
             str(root), transform, pre_transform, force_reload=force_reload, log=log
         )
@@ -153,7 +157,32 @@ class MMKB(Dataset):
 
     @property
     def processed_file_names(self) -> str:
-        return f"pair_top{self.top_k}.pt"
+        return f"{self._cache_stem}_{self.raw_fingerprint()}.pt"
+
+    @property
+    def _cache_stem(self) -> str:
+        return f"pair_top{self.top_k}"
+
+    def raw_fingerprint(self) -> str:
+        """The first 16 hex digits of a SHA-256 over the raw files' names and bytes.
+
+        Part of the processed file name, so that a pair processed from other raw
+        files is never returned for these (computed once, after the download).
+        """
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for name in self.raw_file_names:
+                checksum = sha256sum(osp.join(self.raw_dir, name))
+                digest.update(f"{name}\t{checksum}\n".encode())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def _stale_caches(self) -> list[Path]:
+        """Processed files of this ``top_k`` made from other raw files."""
+        folder = Path(self.processed_dir)
+        found = [*folder.glob(f"{self._cache_stem}.pt")]
+        found += folder.glob(f"{self._cache_stem}_*.pt")
+        return [path for path in found if path.name != self.processed_file_names]
 
     def download(self) -> None:
         missing = [name for name in self.raw_file_names if not self._has_raw(name)]
@@ -198,11 +227,22 @@ class MMKB(Dataset):
         os.replace(part, osp.join(folder, filename))
 
     def process(self) -> None:
+        stale = self._stale_caches()
+        if stale:
+            logger.info(
+                "%s: the raw files in %s differ from those of the cached %s; "
+                "processing again",
+                self.pair_name,
+                self.raw_dir,
+                ", ".join(path.name for path in stale),
+            )
         pair = read_mmkb_pair(self.raw_dir, *PAIRS[self.pair_name])
         pair = BuildModalityFeatures(top_k=self.top_k)(pair)
         if self.pre_transform is not None:
             pair = self.pre_transform(pair)
         pair.save(self.processed_paths[0])
+        for path in stale:
+            path.unlink()
 
     def len(self) -> int:
         return 1

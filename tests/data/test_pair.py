@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import pickle
+
+import numpy as np
 import pytest
 import torch
 from torch_geometric.data import Data, HeteroData
 
 from almea_pyg.data.pair import MMKGPair, feature_modalities, modality_mask
+from almea_pyg.data.synthetic import make_synthetic_pair
 from almea_pyg.typing import ATTRIBUTE, ATTRIBUTE_EDGE, ENTITY, RELATION_EDGE
 
 
@@ -227,3 +231,29 @@ def test_pair_repr_has_statistics() -> None:
         in text
     )
     assert "links=20, train=4, valid=2, test=14" in text
+
+
+def test_pair_file_loads_without_unpickling_code(tmp_path) -> None:
+    path = tmp_path / "pair.pt"
+    pair = make_synthetic_pair().split(0.3, seed=0)
+    pair.save(path)
+    assert torch.load(path, weights_only=True)["source"]["entity"]["ids"]
+    loaded = MMKGPair.load(path)
+    _assert_same_kg(loaded.source, pair.source)
+    assert torch.equal(loaded.train_links, pair.train_links)
+
+
+def test_pair_load_refuses_code(tmp_path, payload, marker) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({**_pair().to_dict(), "name": payload}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        MMKGPair.load(path)
+    assert not marker.exists()
+
+
+def test_pair_save_refuses_what_load_cannot_read(tmp_path) -> None:
+    pair = _pair()
+    pair.source[ENTITY].score = np.float64(0.5)
+    with pytest.raises(TypeError, match=r"\['entity'\]\['score'\] is a float64"):
+        pair.save(tmp_path / "pair.pt")
+    assert not (tmp_path / "pair.pt").exists()

@@ -1,4 +1,6 @@
+import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from urllib.error import URLError
@@ -45,7 +47,8 @@ def test_process_from_local_raw_dir(tmp_path, raw_dir):
     assert pair.source[ENTITY].x_rel.size(1) == 1  # top_k relations kept
     assert pair.source[ENTITY].has_image_index.tolist() == [True, False, False]
     assert dataset.pair.links.equal(pair.links)
-    assert (tmp_path / "root/processed/FB15K_DB15K/pair_top1.pt").is_file()
+    (cached,) = (tmp_path / "root/processed/FB15K_DB15K").glob("pair_top1_*.pt")
+    assert cached.name == f"pair_top1_{dataset.raw_fingerprint()}.pt"
     assert not (tmp_path / "root" / "raw").exists()  # nothing copied or downloaded
     assert sorted(os.listdir(raw_dir)) == ["DB15K", "FB15K"]
 
@@ -60,6 +63,29 @@ def test_cache_is_reused(tmp_path, raw_dir, monkeypatch):
     assert MMKB(tmp_path, raw_dir=raw_dir)[0].links.size(1) == 2
     with pytest.raises(AssertionError, match="processed again"):
         MMKB(tmp_path, raw_dir=raw_dir, force_reload=True)
+
+
+def test_cache_follows_the_raw_files(tmp_path, raw_dir, caplog):
+    other = tmp_path / "other_raw"
+    shutil.copytree(raw_dir, other)
+    links = other / "DB15K" / "DB15K_SameAsLink.txt"
+    links.write_text("/m/a <SameAs> <B> .\n/m/b <SameAs> <A> .\n")
+    root = tmp_path / "root"
+    first = MMKB(root, raw_dir=raw_dir)[0]
+    with caplog.at_level(logging.INFO, logger="almea_pyg.datasets.mmkb"):
+        second = MMKB(root, raw_dir=other)[0]
+    assert first.links.tolist() == [[0, 1], [0, 1]]
+    assert second.links.tolist() == [[0, 1], [1, 0]]
+    assert "differ from those of the cached pair_top1000_" in caplog.text
+    # The stale cache is replaced, not kept beside.
+    (cached,) = (root / "processed" / "FB15K_DB15K").glob("pair_top1000*.pt")
+    # Editing a raw file in place re-processes too; reading it again does not.
+    links.write_text("/m/a <SameAs> <A> .\n")
+    assert MMKB(root, raw_dir=other)[0].links.tolist() == [[0], [0]]
+    (cached,) = (root / "processed" / "FB15K_DB15K").glob("pair_top1000*.pt")
+    modified = cached.stat().st_mtime_ns
+    assert MMKB(root, raw_dir=other)[0].links.tolist() == [[0], [0]]
+    assert cached.stat().st_mtime_ns == modified
 
 
 def test_transforms_get_the_pair(tmp_path, raw_dir):

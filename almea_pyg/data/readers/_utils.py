@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
+#: Encoding of every text file read: UTF-8, a leading byte-order mark dropped.
+TEXT_ENCODING = "utf-8-sig"
+
 #: Features given in memory: ``{id: vector}`` or ``(ids, matrix)``.
 FeatureInput = Union[Mapping[str, Any], tuple[Sequence[str], Any]]
 
@@ -37,17 +40,39 @@ def iter_lines(path: PathLike) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, line)`` for the non-blank lines of a UTF-8 file.
 
     Line numbers are 1-based and count blank lines, so they match an editor's.
-    The line terminator (``\\n`` or ``\\r\\n``) is removed.
+    The line terminator (``\\n`` or ``\\r\\n``) is removed, and so is a
+    byte-order mark at the start (editors on Windows write one), which would
+    otherwise become part of the first identifier.
+
+    Raises:
+        DataFormatError: the file is not UTF-8, naming the first bad line.
     """
     path = require_file(path)
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding=TEXT_ENCODING, newline="") as handle:
         try:
             for number, line in enumerate(handle, 1):
                 line = line.rstrip("\r\n")
                 if line and not line.isspace():
                     yield number, line
-        except UnicodeDecodeError as error:
-            raise DataFormatError(path, None, f"not UTF-8 text ({error})") from None
+        except UnicodeDecodeError:
+            raise _undecodable_error(path) from None
+
+
+def _undecodable_error(path: Path) -> DataFormatError:
+    """A :class:`DataFormatError` naming the first line of ``path`` that is not
+    UTF-8 (the text decoder reads ahead in blocks: its position names no line)."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return DataFormatError(
+                    path,
+                    number,
+                    f"not UTF-8 text (byte 0x{raw[error.start]:02x} at byte "
+                    f"{error.start + 1} of the line); save the file as UTF-8",
+                )
+    return DataFormatError(path, None, "not UTF-8 text; save the file as UTF-8")
 
 
 def tab_columns(layout: str) -> int:
@@ -172,6 +197,53 @@ def make_kg(
         kg[ATTRIBUTE_EDGE].edge_index = attribute_facts.contiguous()
         kg[ATTRIBUTE_EDGE].value = attribute_values.to(torch.float)
     return kg
+
+
+def entities_in_facts(kg: HeteroData) -> Tensor:
+    """Bool mask of the entities of ``kg`` in a relation triple or attribute fact."""
+    mask = torch.zeros(kg[ENTITY].num_nodes, dtype=torch.bool)
+    mask[kg[RELATION_EDGE].edge_index.reshape(-1)] = True
+    if ATTRIBUTE_EDGE in kg.edge_types:
+        mask[kg[ATTRIBUTE_EDGE].edge_index[0]] = True
+    return mask
+
+
+def check_link_ends(
+    path: PathLike, links: Tensor, kgs: Sequence[tuple[str, HeteroData]]
+) -> None:
+    """Stop at a links file of other KGs; warn about links to isolated entities.
+
+    A link whose end is in no triple or attribute fact of its KG points at an
+    isolated entity: a few occur in real data (mmkb has some), but when more
+    than half of the links do, the file almost surely belongs to another KG and
+    every result computed on it would be wrong.
+
+    Args:
+        path (str or os.PathLike): The links file, for messages.
+        links (torch.Tensor): ``(2, L)`` local indices, source row first.
+        kgs (sequence): ``(name, kg)`` of the source and the target KG.
+
+    Raises:
+        DataFormatError: more than half of the links have such an end on one side.
+    """
+    messages = []
+    for (name, kg), row in zip(kgs, links):
+        stray = ~entities_in_facts(kg)[row]
+        count = int(stray.sum())
+        if count == 0:
+            continue
+        example = kg[ENTITY].ids[int(row[stray][0])]
+        message = (
+            f"{count} of {row.numel()} links point at an entity in no triple or "
+            f"attribute fact of {name}, e.g. {example!r}"
+        )
+        if 2 * count > row.numel():
+            raise DataFormatError(
+                path, None, f"{message}; the file may belong to another KG"
+            )
+        messages.append(message)
+    for message in messages:
+        logger.warning("%s: %s (isolated entities)", Path(path).name, message)
 
 
 def to_index_tensor(rows: list[list[int]] | tuple[list[int], ...]) -> Tensor:

@@ -9,7 +9,8 @@ A directory such as ``FB15K_DB15K/`` holds
 * ``training_attrs_1``, ``training_attrs_2`` (optional): an entity name, then the
   names of its attributes, TAB-separated (no values: ``value`` is NaN);
 * ``*_id_img_feature_dict.pkl`` (optional): a pickled ``{global id: vector}``,
-  attached L2-normalised as ``x_img`` with mask ``x_img_mask``.
+  attached L2-normalised as ``x_img`` with mask ``x_img_mask``. Unpickling a
+  file can run any code it holds, so it is read only with ``allow_pickle=True``.
 
 Global ids become per-KG local indices in the order of ``ent_ids_*``; relation
 ``i`` of a KG is its ``i``-th smallest global relation id, named by that id.
@@ -30,9 +31,11 @@ from torch_geometric.data import HeteroData
 from almea_pyg.data.errors import DataFormatError
 from almea_pyg.data.pair import MMKGPair
 from almea_pyg.data.readers._utils import (
+    TEXT_ENCODING,
     PathLike,
     Vocabulary,
     attach_features,
+    check_link_ends,
     iter_lines,
     iter_tab_fields,
     make_kg,
@@ -88,7 +91,7 @@ def read_id_table(path: PathLike, layout: str) -> Tensor:
                 delimiter="\t",
                 ndmin=2,
                 comments=None,
-                encoding="utf-8",
+                encoding=TEXT_ENCODING,
             )
         valid = table.size == 0 or (table.shape[1] == columns and table.min() >= 0)
     except ValueError:
@@ -237,10 +240,29 @@ def _read_side(
     )
 
 
-def _image_path(directory: Path, image_path: PathLike | None) -> Path | None:
+def _image_path(
+    directory: Path, image_path: PathLike | None, allow_pickle: bool
+) -> Path | None:
+    """The image pickle to read: ``image_path`` or the one found in ``directory``.
+
+    ``None`` without one, or when one is found but ``allow_pickle`` is off (a
+    warning says how to opt in).
+    """
     if image_path is not None:
+        if not allow_pickle:
+            raise ValueError(
+                f"{image_path}: reading a pickle can run any code it holds; "
+                "pass allow_pickle=True as well if you trust the file"
+            )
         return require_file(image_path)
     found = sorted(directory.glob(IMAGE_PATTERN))
+    if found and not allow_pickle:
+        logger.warning(
+            "%s: image features not read, since unpickling a file can run any "
+            "code it holds; pass allow_pickle=True if you trust the file",
+            ", ".join(str(path) for path in found),
+        )
+        return None
     if len(found) > 1:
         raise ValueError(
             f"{directory}: several image feature files {[p.name for p in found]}; "
@@ -268,6 +290,7 @@ def read_mmea_pair(
     directory: PathLike,
     *,
     image_path: PathLike | None = None,
+    allow_pickle: bool = False,
     name: str | None = None,
 ) -> MMKGPair:
     """Read a processed MMEA directory into an unsplit :class:`MMKGPair`.
@@ -276,7 +299,11 @@ def read_mmea_pair(
         directory (str or os.PathLike): The directory (e.g. ``.../FB15K_DB15K``).
         image_path (str or os.PathLike, optional): A pickled ``{global id:
             vector}``; by default the one ``*_id_img_feature_dict.pkl`` in
-            ``directory``, if any. Unpickling runs code: only read trusted files.
+            ``directory``, if any. Needs ``allow_pickle=True``.
+        allow_pickle (bool, optional): Read the image pickle. Unpickling runs
+            any code the file holds: only for files you trust. Without it a
+            found pickle is skipped with a warning (no ``x_img``), and passing
+            ``image_path`` raises :class:`ValueError`. (default: ``False``)
         name (str, optional): Pair name. (default: the directory name)
     """
     directory = Path(directory)
@@ -286,11 +313,11 @@ def read_mmea_pair(
     ids_2, names_2 = read_ent_ids(directory / "ent_ids_2", set(ids_1))
     source = _read_side(directory, 1, ids_1, names_1)
     target = _read_side(directory, 2, ids_2, names_2)
-    links = read_ill_links(
-        directory / "ill_ent_ids", (_lookup_table(ids_1), _lookup_table(ids_2))
-    )
+    links_path = directory / "ill_ent_ids"
+    links = read_ill_links(links_path, (_lookup_table(ids_1), _lookup_table(ids_2)))
+    check_link_ends(links_path, links, (("KG 1", source), ("KG 2", target)))
 
-    path = _image_path(directory, image_path)
+    path = _image_path(directory, image_path, allow_pickle)
     if path is not None:
         vectors = _load_image_dict(path)
         names_by_id = dict(zip(ids_1 + ids_2, names_1 + names_2))

@@ -37,6 +37,7 @@ from almea_pyg.data.readers._utils import (
     PathLike,
     Vocabulary,
     attach_features,
+    check_link_ends,
     iter_lines,
     iter_statements,
     iter_tab_fields,
@@ -257,7 +258,10 @@ def read_mmkb_pair(
     mmkb links FB15K with DB15K and with YAGO15K (``<OTHER>_SameAsLink.txt``, the
     FB15K end first), so one side must be ``"FB15K"``. Every linked entity
     exists in its KG: one absent from the triples and attributes is added as an
-    isolated entity (how many, is logged).
+    isolated entity, with a warning saying how many; when that is so for more
+    than half of the links, the links file belongs to other KGs (e.g.
+    YAGO15K's put in as ``DB15K_SameAsLink.txt``) and a
+    :class:`~almea_pyg.data.errors.DataFormatError` is raised.
 
     Args:
         root (str or os.PathLike): Directory holding ``FB15K/``, ``DB15K/``, ...
@@ -273,15 +277,15 @@ def read_mmkb_pair(
             f"target={target!r}"
         )
     other = target if source == HUB else source
-    pairs = read_same_as_links(require_file(mmkb_file(root, other, "SameAsLink")))
+    links_path = require_file(mmkb_file(root, other, "SameAsLink"))
+    pairs = read_same_as_links(links_path)
     if source != HUB:
         pairs = [(b, a) for a, b in pairs]
-    source_ids = [a for a, _ in pairs]
-    target_ids = [b for _, b in pairs]
 
     features = image_features or {}
-    kgs = []
-    for kg_name, linked in ((source, source_ids), (target, target_ids)):
+    kgs, rows = [], []
+    for side, kg_name in enumerate((source, target)):
+        linked = [pair[side] for pair in pairs]
         kg = _read_kg(
             root,
             kg_name,
@@ -289,25 +293,18 @@ def read_mmkb_pair(
             extra_entities=linked,
         )
         lookup = {token: i for i, token in enumerate(kg[ENTITY].ids)}
-        index = torch.tensor([lookup[token] for token in linked], dtype=torch.long)
-        num_in_triples = int(kg["entity", "relation", "entity"].edge_index.max()) + 1
-        logger.info(
-            "%s: %d of %d links have their %s end outside the triples",
-            other,
-            int((index >= num_in_triples).sum()),
-            len(linked),
-            kg_name,
-        )
-        kgs.append((kg, index))
-    links = torch.stack([kgs[0][1], kgs[1][1]])
+        kgs.append(kg)
+        rows.append([lookup[token] for token in linked])
+    links = to_index_tensor(rows)
+    check_link_ends(links_path, links, ((source, kgs[0]), (target, kgs[1])))
     repeated = [links.size(1) - row.unique().numel() for row in links]
     if any(repeated):
         logger.info(
             "%s: links not one-to-one (%d repeated %s ends, %d repeated %s ends)",
-            other,
+            links_path.name,
             repeated[0],
             source,
             repeated[1],
             target,
         )
-    return MMKGPair(kgs[0][0], kgs[1][0], links, name=name or f"{source}_{target}")
+    return MMKGPair(kgs[0], kgs[1], links, name=name or f"{source}_{target}")

@@ -40,7 +40,7 @@ def test_image_pickle(mmea_dir):
     vectors[99] = np.array([1.0, 1.0])  # names no entity: ignored
     with open(mmea_dir / "FB_DB_id_img_feature_dict.pkl", "wb") as handle:
         pickle.dump(vectors, handle)
-    pair = read_mmea_pair(mmea_dir)
+    pair = read_mmea_pair(mmea_dir, allow_pickle=True)
     source, target = pair.source[ENTITY], pair.target[ENTITY]
     assert source.x_img_mask.tolist() == [True, False, True]
     assert torch.allclose(source.x_img[0], torch.tensor([0.6, 0.8]))
@@ -94,6 +94,68 @@ def test_bad_image_pickle(mmea_dir):
     with open(mmea_dir / "x_id_img_feature_dict.pkl", "wb") as handle:
         pickle.dump([1, 2], handle)
     with pytest.raises(DataFormatError, match="pickled dict"):
+        read_mmea_pair(mmea_dir, allow_pickle=True)
+
+
+def test_image_pickle_is_not_read_without_opt_in(mmea_dir, payload, marker, caplog):
+    path = mmea_dir / "FB_DB_id_img_feature_dict.pkl"
+    with open(path, "wb") as handle:
+        pickle.dump({0: payload}, handle)
+    with caplog.at_level(logging.WARNING):
+        pair = read_mmea_pair(mmea_dir)
+    assert not marker.exists()
+    assert pair.modalities == []
+    assert "pass allow_pickle=True if you trust the file" in caplog.text
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        read_mmea_pair(mmea_dir, image_path=path)
+    assert not marker.exists()
+
+
+def _pair_content(pair):
+    """Entities, edges, attribute facts and links of a pair, as plain lists."""
+    content = [pair.links.tolist()]
+    for kg in (pair.source, pair.target):
+        content += [
+            kg[ENTITY].ids,
+            kg[RELATION_EDGE].edge_index.tolist(),
+            kg[RELATION_EDGE].relation_names,
+            kg[ATTRIBUTE].names,
+            kg[ATTRIBUTE_EDGE].edge_index.tolist(),
+        ]
+    return content
+
+
+@pytest.mark.parametrize(
+    "name", ["ent_ids_1", "ent_ids_2", "triples_1", "ill_ent_ids", "training_attrs_1"]
+)
+def test_byte_order_mark_is_ignored(mmea_dir, name):
+    expected = _pair_content(read_mmea_pair(mmea_dir))
+    path = mmea_dir / name
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert _pair_content(read_mmea_pair(mmea_dir)) == expected
+
+
+@pytest.mark.parametrize("name", ["ent_ids_1", "triples_1"])
+def test_not_utf8_names_file_and_line(mmea_dir, name):
+    path = mmea_dir / name
+    path.write_bytes(path.read_bytes() + "\n7\tcaf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match="not UTF-8 text") as info:
+        read_mmea_pair(mmea_dir)
+    assert (info.value.path.name, info.value.line) == (name, 5)
+
+
+def test_links_to_isolated_entities(mmea_dir, write, caplog):
+    # Entities 6 and 7 are listed in ent_ids_2 but in no triple or attribute fact.
+    write(mmea_dir, {"ent_ids_2": "3\t<A>\n4\t<B>\n5\t<C>\n6\t<D>\n7\t<E>\n"})
+    write(mmea_dir, {"ill_ent_ids": "0\t3\n1\t6\n2\t4\n"})
+    with caplog.at_level(logging.WARNING):
+        assert read_mmea_pair(mmea_dir).links.size(1) == 3
+    assert (
+        "ill_ent_ids: 1 of 3 links point at an entity in no triple or attribute "
+        "fact of KG 2, e.g. '<D>'"
+    ) in caplog.text
+    write(mmea_dir, {"ill_ent_ids": "0\t6\n1\t7\n2\t4\n"})
+    with pytest.raises(DataFormatError, match="2 of 3 links .* KG 2, e.g. '<D>'"):
         read_mmea_pair(mmea_dir)
 
 

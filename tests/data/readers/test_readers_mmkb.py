@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from almea_pyg.data.errors import DataFormatError
+from almea_pyg.data.features import BuildModalityFeatures
+from almea_pyg.data.pair import MMKGPair
 from almea_pyg.data.readers.mmkb import read_mmkb_kg, read_mmkb_pair
 from almea_pyg.typing import ATTRIBUTE, ATTRIBUTE_EDGE, ENTITY, RELATION_EDGE
 
@@ -63,14 +65,95 @@ def test_read_kg_dbpedia_literals(mmkb_root):
 
 
 def test_read_pair(mmkb_root, caplog):
-    with caplog.at_level(logging.INFO, logger="almea_pyg.data.readers.mmkb"):
+    with caplog.at_level(logging.WARNING):
         pair = read_mmkb_pair(mmkb_root, "FB15K", "DB15K")
     assert pair.name == "FB15K_DB15K"
     # /m/e only occurs in the links: it is added to FB15K as an isolated entity.
     assert pair.source[ENTITY].ids == ["/m/a", "/m/b", "/m/c", "/m/d", "/m/e"]
     assert pair.links.tolist() == [[0, 1, 4], [0, 1, 2]]
     assert pair.train_links.size(1) == 0 and pair.test_links.size(1) == 3
-    assert "1 of 3 links have their FB15K end outside the triples" in caplog.text
+    (record,) = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        "DB15K_SameAsLink.txt: 1 of 3 links point at an entity in no triple or "
+        "attribute fact of FB15K, e.g. '/m/e' (isolated entities)"
+    )
+
+
+def test_link_to_an_entity_only_in_attributes_is_no_stray(mmkb_root, write, caplog):
+    write(mmkb_root, {"DB15K/DB15K_SameAsLink.txt": "/m/d <SameAs> <http://db/A> .\n"})
+    with caplog.at_level(logging.WARNING):
+        pair = read_mmkb_pair(mmkb_root)
+    assert pair.links.tolist() == [[3], [0]]
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("swapped", [False, True])
+def test_links_of_another_kg(mmkb_root, write, swapped):
+    # YAGO15K's links put in as DB15K's: no DB15K end is a DB15K entity.
+    links = [("/m/a", "<http://yago/A>"), ("/m/b", "<http://yago/B>")]
+    if swapped:  # columns exchanged: no FB15K end is an FB15K entity either
+        links = [(b, a) for a, b in links]
+    text = "".join(f"{a} <SameAs> {b} .\n" for a, b in links)
+    write(mmkb_root, {"DB15K/DB15K_SameAsLink.txt": text})
+    side = "FB15K" if swapped else "DB15K"
+    message = (
+        f"2 of 2 links point at an entity in no triple or attribute fact of {side}"
+    )
+    with pytest.raises(DataFormatError, match=message) as info:
+        read_mmkb_pair(mmkb_root)
+    assert (info.value.path.name, info.value.line) == ("DB15K_SameAsLink.txt", None)
+    assert repr(links[0][int(not swapped)]) in str(info.value)
+    assert "may belong to another KG" in str(info.value)
+
+
+def _pair_content(pair):
+    """Entities, edges, attribute facts and links of a pair, as plain lists."""
+    content = [pair.links.tolist()]
+    for kg in (pair.source, pair.target):
+        content += [
+            kg[ENTITY].ids,
+            kg[RELATION_EDGE].edge_index.tolist(),
+            kg[RELATION_EDGE].relation_names,
+            kg[ATTRIBUTE].names,
+            kg[ATTRIBUTE_EDGE].edge_index.tolist(),
+            kg[ENTITY].has_image_index.tolist(),
+        ]
+    return content
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "FB15K/FB15K_EntityTriples.txt",
+        "FB15K/FB15K_NumericalTriples.txt",
+        "DB15K/DB15K_EntityTriples.txt",
+        "DB15K/DB15K_NumericalTriples.txt",
+        "DB15K/DB15K_ImageIndex.txt",
+        "DB15K/DB15K_SameAsLink.txt",
+    ],
+)
+def test_byte_order_mark_is_ignored(mmkb_root, name):
+    expected = _pair_content(read_mmkb_pair(mmkb_root))
+    path = mmkb_root / name
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert _pair_content(read_mmkb_pair(mmkb_root)) == expected
+
+
+@pytest.mark.parametrize(
+    "name", ["FB15K/FB15K_EntityTriples.txt", "DB15K/DB15K_SameAsLink.txt"]
+)
+def test_not_utf8_names_file_and_line(mmkb_root, name):
+    path = mmkb_root / name
+    lines = path.read_bytes().splitlines(keepends=True)
+    # 10 kB of valid lines first: the decoder fails a block ahead of the line.
+    padding = lines[0] * (10_000 // len(lines[0]))
+    path.write_bytes(padding + lines[1].replace(b"/m/b", b"/m/b\xe9") + lines[2])
+    with pytest.raises(DataFormatError, match="not UTF-8 text") as info:
+        read_mmkb_pair(mmkb_root)
+    assert info.value.path.name == name.split("/")[1]
+    assert info.value.line == padding.count(b"\n") + 1
+    assert "byte 0xe9 at byte 5 of the line" in str(info.value)
 
 
 def test_read_pair_reversed(mmkb_root):
@@ -166,3 +249,17 @@ def test_real_fb15k_db15k(mmkg_dir):
     assert int((pair.links[0] < in_triples).sum()) == 12772
     assert pair.source[ENTITY].ids[0] == "/m/027rn"
     assert elapsed < 60, f"reading FB15K-DB15K took {elapsed:.1f} s"
+
+
+def test_saved_pair_loads_back(mmkb_root, tmp_path):
+    pair = BuildModalityFeatures(top_k=2)(read_mmkb_pair(mmkb_root))
+    pair.save(tmp_path / "pair.pt")
+    state = torch.load(tmp_path / "pair.pt", weights_only=True)
+    assert state["target"]["entity"]["ids"] == pair.target[ENTITY].ids
+    loaded = MMKGPair.load(tmp_path / "pair.pt")
+    assert _pair_content(loaded) == _pair_content(pair)
+    assert torch.equal(loaded.source[ENTITY].x_rel, pair.source[ENTITY].x_rel)
+    assert torch.equal(
+        loaded.target[ATTRIBUTE_EDGE].value.isnan(),
+        pair.target[ATTRIBUTE_EDGE].value.isnan(),
+    )

@@ -151,3 +151,40 @@ def test_bad_features(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_features(tmp_path / "missing.pt")
+
+
+def _pair_content(pair):
+    """Entities, edges, attribute facts and links of a pair, as plain lists."""
+    content = [pair.links.tolist()]
+    for kg in (pair.source, pair.target):
+        content += [kg[ENTITY].ids, kg[RELATION_EDGE].edge_index.tolist()]
+    return content + [pair.source[ATTRIBUTE_EDGE].edge_index.tolist()]
+
+
+@pytest.mark.parametrize(
+    "name", ["kg_a/triples.tsv", "kg_a/attributes.tsv", "kg_b/triples.tsv", "links.tsv"]
+)
+def test_byte_order_mark_is_ignored(tmp_path, write, kg_dir, name):
+    write(tmp_path / "kg_b", {"triples.tsv": "A\tr\tB\nB\tr\tC\n"})
+    (tmp_path / "links.tsv").write_text("alice\tA\nbob\tB\n")
+    expected = _pair_content(
+        read_tsv_pair(kg_dir, tmp_path / "kg_b", tmp_path / "links.tsv")
+    )
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    pair = read_tsv_pair(kg_dir, tmp_path / "kg_b", tmp_path / "links.tsv")
+    assert _pair_content(pair) == expected
+
+
+@pytest.mark.parametrize(
+    "name", ["kg_a/triples.tsv", "kg_a/attributes.tsv", "links.tsv"]
+)
+def test_not_utf8_names_file_and_line(tmp_path, write, kg_dir, name):
+    write(tmp_path / "kg_b", {"triples.tsv": "A\tr\tB\n"})
+    (tmp_path / "links.tsv").write_text("alice\tA\n")
+    path = tmp_path / name
+    path.write_bytes(path.read_bytes() + "\nacme\tcaf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match="not UTF-8 text") as info:
+        read_tsv_pair(kg_dir, tmp_path / "kg_b", tmp_path / "links.tsv")
+    assert info.value.path.name == path.name
+    assert info.value.line == path.read_bytes().count(b"\n")

@@ -42,8 +42,23 @@ def test_iter_lines_errors(tmp_path):
         list(iter_lines(tmp_path / "absent.txt"))
     path = tmp_path / "latin1.txt"
     path.write_bytes(b"caf\xe9\n")
-    with pytest.raises(DataFormatError, match="latin1.txt: not UTF-8"):
+    with pytest.raises(DataFormatError, match="latin1.txt:1: not UTF-8"):
         list(iter_lines(path))
+
+
+def test_iter_lines_names_the_line_that_is_not_utf8(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"a b c\n" * 5000 + b"ok\nd \xc3( e\n")
+    with pytest.raises(DataFormatError) as info:
+        list(iter_lines(path))
+    assert info.value.line == 5002
+    assert "byte 0xc3 at byte 3 of the line" in info.value.reason
+
+
+def test_iter_lines_drops_a_byte_order_mark(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"\xef\xbb\xbfa b\r\nc \xef\xbb\xbf\n")
+    assert list(iter_lines(path)) == [(1, "a b"), (2, "c \ufeff")]
 
 
 def test_make_kg_layout():
