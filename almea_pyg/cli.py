@@ -5,25 +5,67 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from almea_pyg.active.labels import write_label_request
+from almea_pyg.active.labels import unanswered_pairs, write_label_request
 from almea_pyg.active.loop import ActiveLearner, ActiveLearningConfig
+from almea_pyg.data.pair import MMKGPair
 from almea_pyg.train.experiment import (
     PAPER_SCHEDULE,
     VARIANTS,
     ExperimentConfig,
     build_model,
+    check_device,
     prepare_pair,
     run_experiment,
 )
-from almea_pyg.train.trainer import Trainer
+from almea_pyg.train.run_folder import (
+    CHECKPOINT_FILE,
+    RUN_FILE,
+    check_resumable,
+    read_run_file,
+    run_identity,
+)
+from almea_pyg.train.trainer import (
+    Trainer,
+    TrainingDivergedError,
+    load_checkpoint_state,
+)
 
 log = logging.getLogger("almea_pyg")
 
 DATASETS = sorted(PAPER_SCHEDULE)
+
+
+def _number(kind: type, name: str, accept) -> Any:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {name}, got {text}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+positive_int = _number(int, "a whole number >= 1", lambda v: v >= 1)
+non_negative_int = _number(int, "a whole number >= 0", lambda v: v >= 0)
+positive_float = _number(float, "a number > 0", lambda v: math.isfinite(v) and v > 0)
+fraction = _number(float, "a fraction in (0, 1)", lambda v: 0 < v < 1)
+share = _number(float, "a fraction in [0, 1)", lambda v: 0 <= v < 1)
+budget = _number(
+    float,
+    "a fraction in (0, 1) or a whole count >= 1",
+    lambda v: 0 < v < 1 or (v >= 1 and v == int(v)),
+)
 
 
 def add_train_arguments(
@@ -37,19 +79,23 @@ def add_train_arguments(
     parser.add_argument(
         "--data-dir", help="local mmkb directory (e.g. ../shared/data/mmkg)"
     )
-    parser.add_argument("--cache-dir", default="data", help="processed-pair cache")
-    parser.add_argument("--seed-ratio", type=float, default=0.2)
+    parser.add_argument(
+        "--cache-dir",
+        help="processed-pair cache (default: $XDG_CACHE_HOME/almea_pyg or "
+        "~/.cache/almea_pyg)",
+    )
+    parser.add_argument("--seed-ratio", type=fraction, default=0.2)
     parser.add_argument(
         "--pool-ratio",
-        type=float,
+        type=share,
         default=0.0,
         help="share of links hidden from every split, revealable only by an oracle",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--epochs", type=int, help="default: the paper's warm-up (Table 9)"
+        "--epochs", type=positive_int, help="default: the paper's warm-up (Table 9)"
     )
-    parser.add_argument("--eval-every", type=int, default=0)
+    parser.add_argument("--eval-every", type=non_negative_int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--output", help="directory for result.json, log.csv, checkpoint"
@@ -60,24 +106,34 @@ def add_train_arguments(
         help="comma-separated subset, e.g. graph,rel,attr (default: all)",
     )
     parser.add_argument("--metric", choices=["cosine", "csls"], default="csls")
-    parser.add_argument("--dim", type=int, default=300)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=3500)
+    parser.add_argument("--dim", type=positive_int, default=300)
+    parser.add_argument("--lr", type=positive_float, default=1e-3)
+    parser.add_argument("--batch-size", type=positive_int, default=3500)
     parser.add_argument(
         "--max-grad-norm",
-        type=float,
+        type=positive_float,
         help="clip the gradients' global L2 norm to this (default: no clipping)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=non_negative_int,
+        default=25,
+        help="checkpoint every this many warm-up epochs (0: only at the end)",
     )
     parser.add_argument(
         "--impute", action="store_true", help="impute missing modalities at inference"
     )
     parser.add_argument("--no-progress", action="store_true")
     active = parser.add_argument_group("active learning (on with --rounds > 0)")
-    active.add_argument("--rounds", type=int, default=0, help="T_r (paper: 5)")
-    active.add_argument("--interval", type=int, default=50, help="T_inter epochs")
+    active.add_argument(
+        "--rounds", type=non_negative_int, default=0, help="T_r (paper: 5)"
+    )
+    active.add_argument(
+        "--interval", type=positive_int, default=50, help="T_inter epochs"
+    )
     active.add_argument(
         "--budget",
-        type=float,
+        type=budget,
         default=0.01,
         help="per round: fraction of links or count",
     )
@@ -97,7 +153,14 @@ def add_train_arguments(
         help="let test entities into the pool (the paper's code; leaks with simulated)",
     )
     active.add_argument(
-        "--resume", action="store_true", help="continue from --output/checkpoint.pt"
+        "--resume",
+        action="store_true",
+        help="continue the run in --output from its checkpoint (its own settings)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run that --output holds (default: refuse)",
     )
 
 
@@ -122,6 +185,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         lr=args.lr,
         batch_size=args.batch_size,
         max_grad_norm=args.max_grad_norm,
+        checkpoint_every=args.checkpoint_every,
         model=model,
         active=active_config_from_args(args),
         progress=not args.no_progress,
@@ -167,18 +231,20 @@ def format_metrics(result: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    config = config_from_args(args)
     if args.resume:
         if not args.output:
             raise ValueError("--resume needs the run's --output directory")
         config = stored_config(Path(args.output))
+        config.output = args.output  # a copied folder resumes into itself
         config.progress = not args.no_progress
-    result = run_experiment(config, resume=args.resume)
+    else:
+        config = config_from_args(args)
+    result = run_experiment(config, resume=args.resume, overwrite=args.overwrite)
     if result["status"] == "labels_pending":
-        done = len(result["rounds"]) - 1
+        round_ = len(result["rounds"])
         print(
-            f"round {done + 1}: labels requested in "
-            f"{Path(args.output) / f'labels_round{done + 1}.csv'}; fill the label "
+            f"round {round_}: labels requested in "
+            f"{Path(args.output) / f'labels_round{round_}.csv'}; fill the label "
             f"column (yes/no), run `almea-pyg label import FILE --run {args.output}`, "
             f"then `almea-pyg train --resume --output {args.output}`"
         )
@@ -195,13 +261,38 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def stored_config(run: Path) -> ExperimentConfig:
-    """The configuration a run stored in its ``result.json`` or checkpoint."""
-    result_path = run / "result.json"
-    if not result_path.exists():
+    """The configuration of the run in folder ``run``: from its ``run.json``,
+    else its checkpoint, else its ``result.json`` (runs of earlier versions)."""
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: no such run folder")
+    record = read_run_file(run)
+    if record is None and (run / CHECKPOINT_FILE).exists():
+        state = load_checkpoint_state(run / CHECKPOINT_FILE)
+        record = state.get("trainer", state).get("metadata") or None
+    if record is None and (run / "result.json").exists():
+        record = json.loads((run / "result.json").read_text())
+    if record is None:
         raise FileNotFoundError(
-            f"{result_path} not found: is {run} a training --output?"
+            f"{run} holds no run (no {RUN_FILE}, checkpoint or result.json): is it "
+            "a training --output?"
         )
-    return ExperimentConfig.from_dict(json.loads(result_path.read_text())["config"])
+    config = ExperimentConfig.from_dict(record["config"])
+    config.output = str(run)
+    return config
+
+
+def restore_run(run: Path) -> tuple[ExperimentConfig, MMKGPair, dict]:
+    """A run's configuration, its split pair and its checkpoint's state, checked
+    to belong together (the data did not change since the run)."""
+    config = stored_config(run)
+    checkpoint = run / CHECKPOINT_FILE
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"{checkpoint} not found")
+    check_device(config.device)
+    pair = prepare_pair(config)
+    state = load_checkpoint_state(checkpoint)
+    check_resumable(run, state, run_identity(asdict(config), pair))
+    return config, pair, state
 
 
 def restore_learner(
@@ -212,41 +303,41 @@ def restore_learner(
     ``active`` replaces the run's own active-learning settings (a run trained
     without active learning has none).
     """
-    import torch
-
-    config = stored_config(run)
+    config, pair, state = restore_run(run)
     active = active or config.active
     if active is None:
         raise ValueError(f"{run} ran without active learning: give a strategy")
-    checkpoint = run / "checkpoint.pt"
-    if not checkpoint.exists():
-        raise FileNotFoundError(f"{checkpoint} not found")
-    pair = prepare_pair(config)
     trainer = Trainer(build_model(config, pair), pair, progress=False)
     learner = ActiveLearner(trainer, active, output_dir=run, seed=config.seed)
-    state = torch.load(checkpoint, weights_only=False)
-    if "trainer" in state:
-        learner.load_state_dict(state)
-    else:
-        trainer.load_state_dict(state)
+    learner.load_state_dict(state)
     return learner
 
 
 def cmd_label_import(args: argparse.Namespace) -> None:
     run = Path(args.run)
     learner = restore_learner(run)
+    if learner.status != "labels_pending":
+        raise ValueError(f"{run} has no round waiting for labels")
+    asked = learner.pending["pairs"]
     answer = learner.import_labels(args.file)
     learner.save_checkpoint()
+    missing = unanswered_pairs(answer, asked).size(1)
+    note = (
+        f"; {missing} of {asked.size(1)} asked pairs have no answer and stay "
+        "unlabelled (they may be asked again)"
+        if missing
+        else ""
+    )
     print(
-        f"imported {answer.accepted.size(1)} yes and {answer.rejected.size(1)} no; "
-        f"resume with `almea-pyg train --resume --output {run}`"
+        f"imported {answer.accepted.size(1)} yes and {answer.rejected.size(1)} no"
+        f"{note}; resume with `almea-pyg train --resume --output {run}`"
     )
 
 
 def cmd_label_export(args: argparse.Namespace) -> None:
     run = Path(args.run)
     learner = restore_learner(run)
-    if learner.pending is None or "accepted" in learner.pending:
+    if learner.status != "labels_pending":
         raise ValueError(f"{run} has no round waiting for labels")
     round_ = learner.completed + 1
     path = Path(args.output) if args.output else learner.label_path(round_)
@@ -278,18 +369,10 @@ def cmd_select(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    import torch
-
     from almea_pyg.metrics.ranking import evaluate_alignment
 
-    run = Path(args.run)
-    config = stored_config(run)
-    checkpoint_path = run / "checkpoint.pt"
-    if not checkpoint_path.exists():
-        raise FileNotFoundError(f"{checkpoint_path} not found")
-    pair = prepare_pair(config)
+    config, pair, state = restore_run(Path(args.run))
     model = build_model(config, pair)
-    state = torch.load(checkpoint_path, weights_only=False)
     model.load_state_dict(state.get("trainer", state)["model"])
     emb_s, emb_t = model.embed(pair)
     metrics = {
@@ -341,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     select.add_argument("run", help="the --output directory of a training run")
     select.add_argument(
-        "--budget", type=float, default=0.01, help="fraction of the links or count"
+        "--budget", type=budget, default=0.01, help="fraction of the links or count"
     )
     select.add_argument(
         "--strategy", default="ds3", help="a strategy of almea_pyg.select"
@@ -366,7 +449,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as error:
+    except TrainingDivergedError as error:
+        print(f"almea-pyg: {error}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, NotADirectoryError) as error:
         print(f"almea-pyg: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -40,7 +40,6 @@ import json
 import logging
 import math
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -63,6 +62,7 @@ from almea_pyg.train.experiment import (
     ExperimentConfig,
     write_json,
 )
+from almea_pyg.train.trainer import load_checkpoint_state
 from almea_pyg.typing import PAPER_MODALITIES
 
 log = logging.getLogger("benchmarks.accuracy")
@@ -540,7 +540,7 @@ def is_done(cell: Cell, results: str | Path) -> bool:
     return True
 
 
-def warm_start_from(cell: Cell, work_dir: str | Path, out: Path) -> Cell | None:
+def warm_start_from(cell: Cell, work_dir: str | Path) -> tuple[Cell, Path] | None:
     """Start a cell from the final checkpoint of the same seed's warm-up run.
 
     The rounds of an ``almea+*`` cell follow the same warm-up as the cell of its
@@ -549,8 +549,8 @@ def warm_start_from(cell: Cell, work_dir: str | Path, out: Path) -> Cell | None:
     unchanged, so the warm-up at ``pool_ratio = 0`` is the same run too: a cell
     with a pool ratio (active or not) can start from it and only its evaluation
     differs. When such a run's final checkpoint (at the warm-up's epoch) is
-    there, it is copied in and the warm-up is not trained again. Returns the
-    cell started from, or ``None``.
+    there, the cell starts from it and the warm-up is not trained again. Returns
+    the cell to start from and its checkpoint, or ``None``.
     """
     variant = resolve_variant(cell.variant)
     if variant.drop is not None or not (cell.active or cell.pool_ratio):
@@ -568,13 +568,11 @@ def warm_start_from(cell: Cell, work_dir: str | Path, out: Path) -> Cell | None:
         checkpoint = Path(work_dir) / sibling.name / "checkpoint.pt"
         if sibling == cell or not checkpoint.exists():
             continue
-        state = torch.load(checkpoint, weights_only=False)
+        state = load_checkpoint_state(checkpoint)
         if "trainer" in state or state.get("epoch") != cell.epochs:
             continue
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(checkpoint, out / "checkpoint.pt")
         log.info("%s: warm-up taken from %s", cell.name, sibling.name)
-        return sibling
+        return sibling, checkpoint
     return None
 
 
@@ -598,22 +596,24 @@ def run_cell(cell: Cell, options: dict[str, Any]) -> Path:
         torch.set_num_threads(options["threads"])
     out = Path(config.output)
     resume = (out / "checkpoint.pt").exists()
-    warm_start = None
+    warm_start = start_from = None
     if resume:
         log.info("%s: resuming from %s", cell.name, out / "checkpoint.pt")
-    else:
-        if (out / "log.csv").exists():
-            (out / "log.csv").unlink()  # the log of an attempt that left no checkpoint
-        if options.get("warm_start", True):
-            warm_start = warm_start_from(cell, options["work_dir"], out)
-            resume = warm_start is not None
-    result = experiment.run_experiment(config, resume=resume)
+    elif options.get("warm_start", True):
+        found = warm_start_from(cell, options["work_dir"])
+        if found is not None:
+            warm_start, start_from = found
+    # A cell's folder is the harness's own: an attempt that left no checkpoint
+    # is replaced.
+    result = experiment.run_experiment(
+        config, resume=resume, overwrite=not resume, warm_start=start_from
+    )
     if result["status"] != "done":
         raise RuntimeError(f"{cell.name}: run ended with status {result['status']!r}")
     record = {
         "cell": cell.key(),
         "status": result["status"],
-        "resumed": resume and warm_start is None,
+        "resumed": resume,
         "warm_start": None if warm_start is None else warm_start.name,
         # The epochs copied from the warm-up (log.csv, training.png) were evaluated
         # on the test links of this pool ratio; round 0 and on, on this cell's.
@@ -1021,7 +1021,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where = parser.add_argument_group("where")
     where.add_argument("--data-dir", help="local mmkb directory (../shared/data/mmkg)")
-    where.add_argument("--cache-dir", default="data")
+    where.add_argument(
+        "--cache-dir", help="processed-pair cache (default: the library's)"
+    )
     where.add_argument("--results", type=Path, default=RESULTS)
     where.add_argument("--work-dir", type=Path, default=WORK_DIR)
     run = parser.add_argument_group("running")

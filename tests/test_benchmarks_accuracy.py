@@ -183,9 +183,9 @@ def test_interrupted_cell_resumes_from_checkpoint(acc, grid, monkeypatch):
     calls = []
     run_experiment = acc.experiment.run_experiment
 
-    def spy(config, *, resume=False):
+    def spy(config, *, resume=False, **kwargs):
         calls.append(resume)
-        return run_experiment(config, resume=resume)
+        return run_experiment(config, resume=resume, **kwargs)
 
     monkeypatch.setattr(acc.experiment, "run_experiment", spy)
     threads = torch.get_num_threads()

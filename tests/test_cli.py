@@ -1,7 +1,9 @@
 import csv
 import json
+import shutil
 
 import pytest
+import torch
 
 from almea_pyg.cli import main
 
@@ -119,3 +121,176 @@ def test_label_export_rewrites_the_pending_round(tmp_path, capsys):
     assert main(["label", "export", "--run", str(tmp_path)]) == 0
     assert labels.read_text() == original and len(_rows(labels)) == 4
     assert main(["label", "export", "--run", str(tmp_path / "missing")]) == 2
+
+
+TINY = ["train", "--dim", "8", "--no-progress"]
+
+
+def test_diverged_run_exits_non_zero_and_reports_no_score(tmp_path, capsys):
+    argv = TINY + ["--lr", "1e6", "--epochs", "3", "--output", str(tmp_path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("almea-pyg: training diverged: loss is nan at epoch")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "result.json").exists()
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "diverged"
+
+
+class Killed(Exception):
+    """Stands for the process being killed."""
+
+
+def kill_at_epoch(monkeypatch, epoch):
+    from almea_pyg.train.trainer import Trainer
+
+    train_epoch = Trainer.train_epoch
+
+    def dying(self):
+        if self.epoch + 1 == epoch:
+            raise Killed
+        return train_epoch(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", dying)
+
+
+def test_killed_run_resumes_from_its_checkpoint_alone(tmp_path, monkeypatch):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    argv = TINY + ["--epochs", "5", "--checkpoint-every", "2", "--seed", "1"]
+    assert main(argv + ["--output", str(straight)]) == 0
+    # A finished seed-0 run is replaced, then the new run is killed mid-way.
+    assert main(TINY + ["--epochs", "2", "--output", str(killed)]) == 0
+    with monkeypatch.context() as patch:
+        kill_at_epoch(patch, 4)
+        with pytest.raises(Killed):
+            main(argv + ["--output", str(killed), "--overwrite"])
+    assert not (killed / "result.json").exists()
+    assert main(["train", "--resume", "--output", str(killed), "--no-progress"]) == 0
+    resumed = json.loads((killed / "result.json").read_text())
+    expected = json.loads((straight / "result.json").read_text())
+    assert resumed["protocol"]["seed"] == 1 and resumed["protocol"]["epochs"] == 5
+    assert resumed["metrics"] == expected["metrics"]
+    assert [int(r["epoch"]) for r in _rows(killed / "log.csv")] == [1, 2, 3, 4, 5]
+
+
+def test_copied_run_resumes_into_the_copy(run_dir, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    before = (run_dir / "result.json").read_bytes()
+    assert main(["train", "--resume", "--output", str(copy), "--no-progress"]) == 0
+    assert str(copy / "result.json") in capsys.readouterr().out
+    assert (run_dir / "result.json").read_bytes() == before
+    assert json.loads((copy / "result.json").read_text())["config"]["output"] == str(
+        copy
+    )
+
+
+def test_a_used_folder_is_refused_unless_overwrite(run_dir, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    same = ["train", "--epochs", "2", "--dim", "16", "--no-progress"]
+    assert main(same + ["--output", str(copy)]) == 2
+    assert "holds this same run: --resume continues it" in capsys.readouterr().err
+    assert main(same + ["--seed", "1", "--output", str(copy)]) == 2
+    assert "holds a different run (dataset synthetic" in capsys.readouterr().err
+    assert main(same + ["--seed", "1", "--output", str(copy), "--overwrite"]) == 0
+    result = json.loads((copy / "result.json").read_text())
+    assert result["protocol"]["seed"] == 1
+    assert [int(r["epoch"]) for r in _rows(copy / "log.csv")] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--epochs", "0"],
+        ["--epochs", "-1"],
+        ["--dim", "0"],
+        ["--rounds", "-1"],
+        ["--interval", "0"],
+        ["--budget", "0"],
+        ["--budget", "-0.1"],
+        ["--budget", "2.5"],
+        ["--seed-ratio", "1.5"],
+        ["--lr", "nan"],
+    ],
+)
+def test_invalid_numbers_are_refused_by_the_parser(option, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(TINY + option)
+    assert info.value.code == 2
+    assert f"argument {option[0]}: must be" in capsys.readouterr().err
+
+
+def test_output_naming_a_file_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "a-file"
+    path.write_text("x")
+    assert main(TINY + ["--epochs", "1", "--output", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a directory" in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_missing_cuda_is_a_one_line_error(capsys):
+    assert main(TINY + ["--epochs", "1", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available here" in err and err.count("\n") == 1
+
+
+def test_resuming_while_labels_are_pending_asks_for_them(tmp_path, capsys):
+    argv = TINY + ["--epochs", "1", "--rounds", "1", "--budget", "4"]
+    argv += ["--oracle", "human", "--output", str(tmp_path)]
+    assert main(argv) == 0
+    labels = tmp_path / "labels_round1.csv"
+    capsys.readouterr()
+    assert main(["train", "--resume", "--output", str(tmp_path), "--no-progress"]) == 0
+    assert "round 1: labels requested in" in capsys.readouterr().out
+    rows = _rows(labels)
+    with open(labels, "w", newline="") as handle:  # one row deleted, one "no"
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(
+            [{**row, "label": "no" if i else "yes"} for i, row in enumerate(rows[:3])]
+        )
+    assert main(["label", "import", str(labels), "--run", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "imported 1 yes and 2 no; 1 of 4 asked pairs have no answer" in out
+    assert main(["train", "--resume", "--output", str(tmp_path), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "done"
+    assert main(["label", "import", str(labels), "--run", str(tmp_path)]) == 2
+    assert "no round waiting for labels" in capsys.readouterr().err
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["evaluate", "{run}"],
+        ["select", "{run}", "--budget", "3"],
+        ["train", "--resume", "--output", "{run}", "--no-progress"],
+    ],
+)
+def test_a_crafted_checkpoint_runs_no_code(run_dir, tmp_path, command, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    marker = tmp_path / "marker"
+    torch.save({"model": _Payload(marker)}, copy / "checkpoint.pt")
+    assert main([part.format(run=copy) for part in command]) == 2
+    assert "was not unpickled" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_the_default_cache_is_per_user_not_per_directory(monkeypatch, tmp_path):
+    from almea_pyg.train.experiment import default_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "almea_pyg"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir().is_absolute()

@@ -1,6 +1,6 @@
 """Active learning: the round loop of Algorithm 2, oracles and label files."""
 
-from almea_pyg.active.labels import read_labels, write_label_request
+from almea_pyg.active.labels import read_labels, unanswered_pairs, write_label_request
 from almea_pyg.active.loop import ActiveLearner, ActiveLearningConfig, make_oracle
 from almea_pyg.active.oracles import (
     HumanOracle,
@@ -20,5 +20,6 @@ __all__ = [
     "SimulatedOracle",
     "make_oracle",
     "read_labels",
+    "unanswered_pairs",
     "write_label_request",
 ]

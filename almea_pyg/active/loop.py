@@ -23,7 +23,7 @@ from almea_pyg.active.oracles import (
 )
 from almea_pyg.data.pair import link_keys
 from almea_pyg.io import atomic_save
-from almea_pyg.train.trainer import Trainer
+from almea_pyg.train.trainer import EpochCallback, Trainer, load_checkpoint_state
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,21 @@ class ActiveLearningConfig:
     strategy_kwargs: dict[str, Any] = field(default_factory=dict)
     oracle: OracleName = "simulated"
     transductive: bool = False
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0 or self.rounds < 0:
+            raise ValueError(
+                f"warmup and rounds must be >= 0, got {self.warmup} and {self.rounds}"
+            )
+        if self.interval < 1:
+            raise ValueError(f"interval must be at least 1 epoch, got {self.interval}")
+        if not self.budget > 0 or (
+            self.budget >= 1 and self.budget != int(self.budget)
+        ):
+            raise ValueError(
+                "budget must be a fraction of the links in (0, 1) or a whole count "
+                f">= 1, got {self.budget}"
+            )
 
     def budget_count(self, num_links: int) -> int:
         return (
@@ -141,14 +156,19 @@ class ActiveLearner:
             return "done"
         return "warmup" if self.trainer.epoch < self.config.warmup else "running"
 
-    def run(self) -> list[dict[str, Any]]:
+    def run(self, *, callback: EpochCallback | None = None) -> list[dict[str, Any]]:
         """Run (or resume) the remaining schedule; returns the per-round records.
 
-        Stops early, with a checkpoint, when a human oracle's labels are pending.
+        Stops early, with a checkpoint, when a human oracle's labels are pending
+        (and returns at once while they still are). ``callback`` runs after every
+        warm-up epoch (e.g. to checkpoint the long warm-up).
         """
         trainer = self.trainer
+        if self.status == "labels_pending":
+            log.info("round %d: labels still pending", self.completed + 1)
+            return self.rounds
         if trainer.epoch < self.config.warmup:
-            trainer.fit(self.config.warmup - trainer.epoch)
+            trainer.fit(self.config.warmup - trainer.epoch, callback=callback)
         if not self.rounds:
             self._record(asked=0, correct=0, select_seconds=0.0)
             self.save_checkpoint()
@@ -312,13 +332,19 @@ class ActiveLearner:
             self.trainer.load_state_dict(state)
             return
         self.trainer.load_state_dict(state["trainer"])
-        self.negatives = state["negatives"]
+        device = self.trainer.pair.links.device
+        self.negatives = state["negatives"].to(device)
         self.rounds = state["rounds"]
         self.completed = state["completed"]
         self.pending = state["pending"]
-        self.last_asked = state["last_asked"]
+        if self.pending is not None:
+            self.pending = {
+                key: value.to(device) if isinstance(value, Tensor) else value
+                for key, value in self.pending.items()
+            }
+        self.last_asked = state["last_asked"].to(device)
         self.generator.set_state(state["generator"])
-        self.trainer.pair.test_links = state["test_links"]
+        self.trainer.pair.test_links = state["test_links"].to(device)
         self.test_links_removed = state["test_links_removed"]
 
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path | None:
@@ -332,7 +358,7 @@ class ActiveLearner:
         return Path(path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore ``path`` (see :meth:`load_state_dict`) and rewrite ``log.csv``
-        from the restored history."""
-        self.load_state_dict(torch.load(path, weights_only=False))
+        """Restore ``path`` (see :meth:`load_state_dict`; loaded without
+        unpickling code) and rewrite ``log.csv`` from the restored history."""
+        self.load_state_dict(load_checkpoint_state(path))
         self.trainer.rewrite_log()

@@ -124,6 +124,8 @@ class ALMEA(nn.Module):
         latent_chunk_size: int | None = 512,
     ) -> None:
         super().__init__()
+        if dim < 1:
+            raise ValueError(f"dim must be at least 1, got {dim}")
         self.num_entities = tuple(num_entities)
         self.in_channels = dict(in_channels)
         self.dim = dim

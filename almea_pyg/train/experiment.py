@@ -24,7 +24,18 @@ from almea_pyg.io import atomic_write_text
 from almea_pyg.models import ALMEA
 from almea_pyg.plot import save_run_plots
 from almea_pyg.train.memory import limit_heap_fragmentation, peak_memory_mib
-from almea_pyg.train.trainer import Trainer
+from almea_pyg.train.run_folder import (
+    CHECKPOINT_FILE,
+    check_resumable,
+    prepare_folder,
+    run_identity,
+    write_run_file,
+)
+from almea_pyg.train.trainer import (
+    Trainer,
+    TrainingDivergedError,
+    load_checkpoint_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +66,7 @@ class ExperimentConfig:
 
     dataset: str = "synthetic"
     data_dir: str | None = None
-    cache_dir: str = "data"
+    cache_dir: str | None = None
     seed_ratio: float = 0.2
     pool_ratio: float = 0.0
     seed: int = 0
@@ -69,6 +80,7 @@ class ExperimentConfig:
     lr: float = 1e-3
     batch_size: int = 3500
     max_grad_norm: float | None = None
+    checkpoint_every: int = 25
     model: dict[str, Any] = field(default_factory=dict)
     active: ActiveLearningConfig | None = None
     progress: bool = True
@@ -99,10 +111,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def default_cache_dir() -> Path:
+    """Where processed pairs are cached: ``$XDG_CACHE_HOME/almea_pyg``, else
+    ``~/.cache/almea_pyg`` (one place per user, not per working directory)."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "almea_pyg"
+
+
 def load_pair(
-    dataset: str, *, data_dir: str | None = None, cache_dir: str = "data"
+    dataset: str, *, data_dir: str | None = None, cache_dir: str | None = None
 ) -> MMKGPair:
-    """The unsplit pair named ``dataset``: ``"synthetic"`` or a real mmkb pair."""
+    """The unsplit pair named ``dataset``: ``"synthetic"`` or a real mmkb pair
+    (processed once into ``cache_dir``, default :func:`default_cache_dir`)."""
     if dataset == "synthetic":
         from almea_pyg.data.synthetic import make_synthetic_pair
 
@@ -110,7 +130,8 @@ def load_pair(
     if dataset in ("FB15K_DB15K", "FB15K_YAGO15K"):
         from almea_pyg.datasets import MMKB
 
-        return MMKB(cache_dir, pair=dataset, raw_dir=data_dir).pair
+        root = cache_dir if cache_dir is not None else default_cache_dir()
+        return MMKB(str(root), pair=dataset, raw_dir=data_dir).pair
     raise ValueError(
         f"unknown dataset {dataset!r}: synthetic, FB15K_DB15K or FB15K_YAGO15K"
     )
@@ -136,19 +157,54 @@ def build_model(config: ExperimentConfig, pair: MMKGPair) -> ALMEA:
     )
 
 
-def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[str, Any]:
+def check_device(device: str) -> torch.device:
+    """``device`` as a :class:`torch.device`, refused when this machine lacks it."""
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device {device!r}: {error}") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r}: CUDA is not available here (torch "
+            f"{torch.__version__}, {torch.cuda.device_count()} GPU); use --device cpu"
+        )
+    return resolved
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    warm_start: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Train and evaluate one configuration; write ``result.json`` into ``output``.
 
     With ``config.active`` (rounds > 0), the warm-up is ``epochs`` and active
-    learning follows; ``resume`` continues from ``output/checkpoint.pt``. A run
-    whose human oracle awaits labels returns with ``status: labels_pending``.
-    Fixes glibc's mmap threshold for the process first
+    learning follows. The output folder records the run (``run.json``: config,
+    fingerprints of config and data, status; see
+    :mod:`~almea_pyg.train.run_folder`) and is checkpointed every
+    ``checkpoint_every`` epochs of the warm-up and after each round. A folder
+    holding another run is refused unless ``overwrite``; ``resume`` continues
+    from ``output/checkpoint.pt`` and refuses a checkpoint of other data or
+    another configuration. ``warm_start`` starts from another run's checkpoint
+    (same model; its epochs count as this run's). A run whose human oracle awaits
+    labels returns with ``status: labels_pending``; a diverged run raises
+    :class:`~almea_pyg.train.trainer.TrainingDivergedError` and its folder says
+    ``diverged``. Fixes glibc's mmap threshold for the process first
     (:func:`~almea_pyg.train.memory.limit_heap_fragmentation`).
     """
     if config.variant not in VARIANTS:
         raise ValueError(
             f"unknown variant {config.variant!r}: one of {sorted(VARIANTS)}"
         )
+    if config.epochs is not None and config.epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {config.epochs}")
+    check_device(config.device)
+    out = Path(config.output) if config.output else None
+    checkpoint = out / CHECKPOINT_FILE if out is not None else None
+    if resume and (checkpoint is None or not checkpoint.exists()):
+        raise FileNotFoundError(f"nothing to resume: {checkpoint} not found")
     limit_heap_fragmentation()
     torch.manual_seed(config.seed)
     pair = prepare_pair(config)
@@ -162,7 +218,7 @@ def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[st
         max_grad_norm=config.max_grad_norm,
         eval_every=config.eval_every,
         metric=config.metric,
-        output_dir=config.output,
+        output_dir=None,
         seed=config.seed,
         progress=config.progress,
     )
@@ -175,21 +231,43 @@ def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[st
         config.active if config.active is not None and config.active.rounds else None
     )
     learner = None
-    checkpoint = Path(config.output) / "checkpoint.pt" if config.output else None
     if active is not None:
         active.warmup = epochs
         learner = ActiveLearner(
             trainer, active, output_dir=config.output, seed=config.seed
         )
-    if resume:
-        if checkpoint is None or not checkpoint.exists():
-            raise FileNotFoundError(f"nothing to resume: {checkpoint} not found")
-        (learner or trainer).load_checkpoint(checkpoint)
+    runner = learner or trainer
+    config_dict = asdict(config)
+    identity = run_identity(config_dict, pair)
+    if out is not None:
+        if resume:
+            state = load_checkpoint_state(checkpoint)
+            check_resumable(out, state, identity)
+            runner.load_state_dict(state)
+            write_run_file(out, config_dict, identity, status="running")
+        else:
+            prepare_folder(out, config_dict, identity, overwrite=overwrite)
+            if warm_start is not None:
+                runner.load_state_dict(load_checkpoint_state(warm_start))
+        trainer.output_dir = out
+        trainer.rewrite_log()
+    trainer.metadata = {"config": config_dict, "fingerprint": identity}
+
+    def checkpoint_now(trainer: Trainer) -> None:
+        if config.checkpoint_every and trainer.epoch % config.checkpoint_every == 0:
+            runner.save_checkpoint(checkpoint)
+
+    callback = checkpoint_now if out is not None else None
     start = time.perf_counter()
-    if learner is not None:
-        learner.run()
-    else:
-        trainer.fit(epochs - trainer.epoch)
+    try:
+        if learner is not None:
+            learner.run(callback=callback)
+        else:
+            trainer.fit(epochs - trainer.epoch, callback=callback)
+    except TrainingDivergedError:
+        if out is not None:
+            write_run_file(out, config_dict, identity, status="diverged")
+        raise
     train_seconds = time.perf_counter() - start
     status = learner.status if learner is not None else "done"
     metrics = {metric: trainer.evaluate(metric=metric) for metric in ("cosine", "csls")}
@@ -246,10 +324,8 @@ def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[st
         "config": asdict(config),
         "latent_diagnostics": latent,
     }
-    if config.output is not None:
-        out = Path(config.output)
-        out.mkdir(parents=True, exist_ok=True)
-        (learner or trainer).save_checkpoint(checkpoint)
+    if out is not None:
+        runner.save_checkpoint(checkpoint)
         write_labelled_links(trainer, out / "labelled_links.tsv")
         selection = None
         if learner is not None and learner.last_asked.numel():
@@ -258,6 +334,7 @@ def run_experiment(config: ExperimentConfig, *, resume: bool = False) -> dict[st
         rounds = learner.rounds if learner is not None else []
         save_run_plots(out, trainer.history, rounds, selection)
         write_json(result, out / "result.json")
+        write_run_file(out, config_dict, identity, status=status)
     return result
 
 

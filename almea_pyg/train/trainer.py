@@ -6,6 +6,8 @@ import csv
 import io
 import logging
 import os
+import pickle
+import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,6 +27,14 @@ log = logging.getLogger(__name__)
 
 #: ``callback(trainer)`` after every epoch; returning ``True`` stops training.
 EpochCallback = Callable[["Trainer"], "bool | None"]
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A loss or gradient norm became NaN or infinite: the run has diverged.
+
+    Raised before the optimiser step that would write it into the parameters, so
+    the model and the last checkpoint keep the state of the last finite step.
+    """
 
 
 def make_adam(parameters: Iterable[nn.Parameter], *, lr: float) -> torch.optim.Adam:
@@ -48,7 +58,11 @@ class Trainer:
     history and ``log.csv``. The trainer can be paused between epochs and handed
     new seed links (:meth:`add_train_links`), which is what active learning does.
     The log also holds ``grad_norm``, the mean global L2 norm of the gradients
-    before any clipping, so that instabilities of training can be traced.
+    before any clipping, so that instabilities of training can be traced. A
+    non-finite loss or gradient norm stops training with
+    :class:`TrainingDivergedError` naming the epoch and step, before the step.
+    :attr:`metadata` (e.g. the run's configuration) is saved with every
+    checkpoint and restored from it.
 
     Args:
         model (nn.Module): The alignment model.
@@ -100,6 +114,8 @@ class Trainer:
         self.train_links = pair.train_links.clone()
         self.epoch = 0
         self.history: list[dict[str, float]] = []
+        #: Free-form state saved with every checkpoint (e.g. the run's config).
+        self.metadata: dict[str, Any] = {}
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -127,9 +143,11 @@ class Trainer:
             if batch.size(1) < 2:
                 continue
             losses = self.model(self.pair, batch)
+            self._check_finite("loss", losses["loss"], steps)
             self.optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             grad_norm = self._grad_norm()
+            self._check_finite("gradient norm", grad_norm, steps)
             self.optimizer.step()
             for key, value in {**losses, "grad_norm": grad_norm}.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
@@ -137,6 +155,14 @@ class Trainer:
         self.epoch += 1
         release_free_memory()
         return {key: value / max(steps, 1) for key, value in sums.items()}
+
+    def _check_finite(self, name: str, value: Tensor, step: int) -> None:
+        if not bool(torch.isfinite(value.detach())):
+            raise TrainingDivergedError(
+                f"training diverged: {name} is {float(value.detach())} at epoch "
+                f"{self.epoch + 1}, step {step + 1} (parameters kept from the step "
+                "before; lower the learning rate or clip the gradients)"
+            )
 
     def _grad_norm(self) -> Tensor:
         """The gradients' global L2 norm, after clipping them if asked to."""
@@ -183,8 +209,8 @@ class Trainer:
         if self.output_dir is None:
             return
         path = self.output_dir / "log.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
+        new = len(self.history) == 1 or not path.exists()
+        with open(path, "w" if new else "a", newline="") as f:
             writer = _log_writer(f, row)
             if new:
                 writer.writeheader()
@@ -209,16 +235,18 @@ class Trainer:
             "history": self.history,
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "metadata": self.metadata,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.train_links = state["train_links"]
+        self.train_links = state["train_links"].to(self.pair.links.device)
         self.epoch = state["epoch"]
         self.history = state["history"]
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        self.metadata = state.get("metadata", {})
 
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
         """Save all that resuming needs, atomically (default: output_dir)."""
@@ -231,9 +259,29 @@ class Trainer:
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Restore ``path``; ``log.csv`` is rewritten from its history, so that
-        epochs a killed run logged after its last checkpoint are not logged twice."""
-        self.load_state_dict(torch.load(path, weights_only=False))
+        epochs a killed run logged after its last checkpoint are not logged twice.
+
+        Loaded with ``weights_only=True``: a checkpoint is tensors and plain
+        containers, so a crafted file cannot run code."""
+        self.load_state_dict(load_checkpoint_state(path))
         self.rewrite_log()
+
+
+def load_checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's state dict, on the CPU, without unpickling any code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        if found is None:
+            raise ValueError(
+                f"{path}: not a readable checkpoint (corrupt, truncated or not "
+                "written by torch.save)"
+            ) from error
+        raise ValueError(
+            f"{path}: not a checkpoint of this library; it holds Python objects "
+            f"({found.group(1)}) and was not unpickled, since that could run code"
+        ) from error
 
 
 def _log_writer(f: Any, row: dict[str, float]) -> csv.DictWriter:

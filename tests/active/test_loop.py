@@ -133,6 +133,7 @@ def test_human_round_trip_with_a_malformed_file(pair, tmp_path):
     assert al.status == "labels_pending"
     path = tmp_path / "labels_round1.csv"
     checkpoint = (tmp_path / "checkpoint.pt").read_bytes()
+    assert al.run() == al.rounds and al.status == "labels_pending"  # still waiting
     yes = fill_from_truth(path, pair)
     good = path.read_text()
     lines = good.splitlines()
@@ -173,3 +174,24 @@ def test_resume_equals_uninterrupted(pair, tmp_path):
     assert torch.equal(resumed.trainer.train_links, straight.trainer.train_links)
     assert torch.equal(resumed.negatives, straight.negatives)
     assert resumed.rounds[-1]["mrr"] == straight.rounds[-1]["mrr"]
+
+
+def test_callback_runs_on_warmup_epochs_only(pair):
+    al = learner(pair, strategy="random", oracle="pseudo", transductive=True)
+    seen = []
+    al.run(callback=lambda trainer: seen.append(trainer.epoch))
+    assert seen == [1, 2] and al.trainer.epoch == 4
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"budget": 0}, "budget"),
+        ({"budget": 2.5}, "budget"),
+        ({"interval": 0}, "interval"),
+        ({"rounds": -1}, "rounds"),
+    ],
+)
+def test_config_refuses_impossible_schedules(config, message):
+    with pytest.raises(ValueError, match=message):
+        ActiveLearningConfig(**config)

@@ -6,6 +6,7 @@ import torch
 from almea_pyg.data.synthetic import make_synthetic_pair
 from almea_pyg.models import ALMEA
 from almea_pyg.train import Trainer, atomic_save
+from almea_pyg.train.trainer import TrainingDivergedError, load_checkpoint_state
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +131,62 @@ def test_grad_norm_logged_and_clipped(pair):
 def test_max_grad_norm_validated(pair):
     with pytest.raises(ValueError, match="max_grad_norm"):
         make_trainer(pair, max_grad_norm=0.0)
+
+
+def test_non_finite_loss_stops_before_the_step(pair):
+    trainer = make_trainer(pair, lr=1e6, batch_size=64)
+    with pytest.raises(TrainingDivergedError, match=r"epoch \d+, step \d+") as info:
+        trainer.fit(20)
+    assert "training diverged: " in str(info.value)
+    # the parameters are those of the last finite step, not NaN
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert trainer.epoch < 20
+
+
+def test_non_finite_gradient_stops_before_the_step(pair, monkeypatch):
+    trainer = make_trainer(pair)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    monkeypatch.setattr(trainer, "_grad_norm", lambda: torch.tensor(float("inf")))
+    with pytest.raises(TrainingDivergedError, match="gradient norm is inf at epoch 1"):
+        trainer.fit(1)
+    for a, b in zip(before, trainer.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_new_trainer_starts_a_new_log(pair, tmp_path):
+    make_trainer(pair, tmp_path).fit(3)
+    make_trainer(pair, tmp_path).fit(1)  # a new run in the same folder
+    with open(tmp_path / "log.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1]
+
+
+def test_metadata_travels_with_the_checkpoint(pair, tmp_path):
+    trainer = make_trainer(pair)
+    trainer.metadata = {"config": {"seed": 3}, "fingerprint": {"data": "ab"}}
+    trainer.fit(1)
+    path = trainer.save_checkpoint(tmp_path / "ckpt.pt")
+    restored = make_trainer(pair)
+    restored.load_checkpoint(path)
+    assert restored.metadata == trainer.metadata
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_crafted_checkpoint_is_refused_without_running_code(pair, tmp_path):
+    marker = tmp_path / "marker"
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": _Payload(marker)}, path)
+    with pytest.raises(ValueError, match="was not unpickled"):
+        make_trainer(pair).load_checkpoint(path)
+    assert not marker.exists()
+    path.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint_state(path)
