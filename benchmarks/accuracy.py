@@ -57,6 +57,7 @@ from almea_pyg.io import atomic_write_text
 from almea_pyg.select import STRATEGIES
 from almea_pyg.train import experiment
 from almea_pyg.train.experiment import (
+    OPTIMIZERS,
     PAPER_SCHEDULE,
     VARIANTS,
     ExperimentConfig,
@@ -292,6 +293,8 @@ class Cell:
     ``pool_ratio`` is the share of links held out of every split (revealable
     only by an oracle; the key leaves it out when it is ``0``). ``max_grad_norm``
     clips the gradients (not in the paper; the key leaves it out when ``None``).
+    ``optimizer`` names the optimiser setting (``OPTIMIZERS``; the key leaves
+    out ``"paper"``).
     """
 
     dataset: str
@@ -307,6 +310,7 @@ class Cell:
     pool_ratio: float = 0.0
     prune: float | None = None
     max_grad_norm: float | None = None
+    optimizer: str = "paper"
 
     @property
     def active(self) -> bool:
@@ -326,6 +330,7 @@ class Cell:
             and not self.pool_ratio
             and self.prune is None
             and self.max_grad_norm is None
+            and self.optimizer == "paper"
             and (paper_al or not self.active)
         )
 
@@ -353,6 +358,8 @@ class Cell:
             parts.append(f"pr{self.prune:g}")
         if self.max_grad_norm is not None:
             parts.append(f"g{self.max_grad_norm:g}")
+        if self.optimizer != "paper":
+            parts.append(f"opt{self.optimizer}")
         parts.append(f"s{self.seed}")
         return "-".join(parts)
 
@@ -363,6 +370,8 @@ class Cell:
         for name in ("prune", "max_grad_norm"):
             if key[name] is None:
                 del key[name]
+        if self.optimizer == "paper":
+            del key["optimizer"]
         return key
 
 
@@ -430,7 +439,8 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
     else:
         cells = grid_cells(args)
     clip = getattr(args, "max_grad_norm", None)
-    return [replace(cell, max_grad_norm=clip) for cell in cells]
+    optimizer = getattr(args, "optimizer", "paper")
+    return [replace(cell, max_grad_norm=clip, optimizer=optimizer) for cell in cells]
 
 
 def grid_cells(args: argparse.Namespace) -> list[Cell]:
@@ -517,6 +527,7 @@ def experiment_config(cell: Cell, options: dict[str, Any]) -> ExperimentConfig:
         variant=variant.model,
         modalities=modalities,
         max_grad_norm=cell.max_grad_norm,
+        optimizer=cell.optimizer,
         model={"dim": cell.dim},
         active=active,
         progress=options["progress"],
@@ -883,6 +894,8 @@ def format_markdown(
             variant += f" d{row['dim']}"
         if row.get("max_grad_norm") is not None:
             variant += f" clip{row['max_grad_norm']:g}"
+        if row.get("optimizer", "paper") != "paper":
+            variant += f" {row['optimizer']}-optimizer"
         paper = row["paper"]
         cells = [
             row["dataset"],
@@ -1000,6 +1013,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-grad-norm",
         type=float,
         help="clip the gradients' global L2 norm (not in the paper; default: none)",
+    )
+    grid.add_argument(
+        "--optimizer",
+        choices=sorted(OPTIMIZERS),
+        default="paper",
+        help="code: the paper's public code's optimiser (weight decay 1e-4, "
+        "clipping at 1.0)",
     )
     active = parser.add_argument_group("active-learning schedule (almea+* variants)")
     active.add_argument("--rounds", type=int, default=_AL_DEFAULTS.rounds)

@@ -259,6 +259,10 @@ def test_variant_table_covers_models_and_strategies(acc):
             dict(rounds=5, interval=50, budget=0.01, alpha=0.35, max_grad_norm=1.0),
             "FB15K_DB15K-r0.2-almea+ds3-e500-g1-s0",
         ),
+        (
+            dict(rounds=5, interval=50, budget=0.01, alpha=0.35, optimizer="code"),
+            "FB15K_DB15K-r0.2-almea+ds3-e500-optcode-s0",
+        ),
     ],
 )
 def test_cell_names(acc, kwargs, name):
@@ -468,3 +472,15 @@ def test_low_resource_cells_share_one_test_set(acc):
     args.variants = ["almea"]
     with pytest.raises(ValueError, match="active-learning"):
         acc.build_cells(args)
+
+
+def test_optimizer_reaches_every_cell_and_its_config(acc):
+    argv = ["--datasets", "FB15K_DB15K", "--variants", "almea", "base"]
+    argv += ["--seeds", "0", "--optimizer", "code"]
+    cells = acc.build_cells(acc.build_parser().parse_args(argv))
+    assert [c.key()["optimizer"] for c in cells] == ["code", "code"]
+    assert not any(c.paper_schedule() for c in cells)
+    options = {"data_dir": None, "cache_dir": None, "eval_every": 0}
+    options.update(device="cpu", work_dir="w", progress=False)
+    config = acc.experiment_config(cells[0], options)
+    assert config.optimizer_settings() == {"weight_decay": 1e-4, "max_grad_norm": 1.0}

@@ -294,3 +294,19 @@ def test_the_default_cache_is_per_user_not_per_directory(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "almea_pyg"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert default_cache_dir().is_absolute()
+
+
+def test_the_codes_optimizer_is_selectable_and_stated(tmp_path):
+    argv = TINY + ["--epochs", "1", "--optimizer", "code", "--output", str(tmp_path)]
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    protocol = result["protocol"]
+    assert protocol["optimizer"] == "code"
+    assert protocol["weight_decay"] == 1e-4 and protocol["max_grad_norm"] == 1.0
+    # Every metric is reported left-to-right, right-to-left and as their mean.
+    metrics = result["metrics"]
+    for name in ("cosine", "csls"):
+        l2r, r2l = metrics[name], metrics[f"{name}_r2l"]
+        assert metrics[f"{name}_mean"]["mrr"] == pytest.approx(
+            (l2r["mrr"] + r2l["mrr"]) / 2
+        )

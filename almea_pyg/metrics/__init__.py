@@ -4,6 +4,7 @@ from almea_pyg.metrics.ranking import (
     RankingMetric,
     alignment_ranks,
     evaluate_alignment,
+    evaluate_directions,
     hits_at_k,
     mean_reciprocal_rank,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "check_finite",
     "csls_neighbourhood",
     "evaluate_alignment",
+    "evaluate_directions",
     "hits_at_k",
     "mean_reciprocal_rank",
     "mutual_nearest_neighbours",

@@ -211,3 +211,29 @@ def evaluate_alignment(
     out = ranking.compute()
     del out["num"]
     return out
+
+
+def evaluate_directions(
+    x_src: Tensor,
+    x_tgt: Tensor,
+    links: Tensor,
+    *,
+    metric: SimilarityMetric = "cosine",
+    csls_k: int = 3,
+    ks: Sequence[int] = (1, 10),
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> dict[str, dict[str, float]]:
+    """Hits@k and MRR (%) left-to-right, right-to-left and their mean.
+
+    ``"l2r"`` ranks the test targets for each test source
+    (:func:`evaluate_alignment`), ``"r2l"`` the test sources for each test target
+    (the direction the paper's public code reports), ``"mean"`` averages the two.
+
+    Shapes:
+        x_src: ``(N_S, d)``, x_tgt: ``(N_T, d)``, links: ``(2, L)``
+    """
+    options = dict(metric=metric, csls_k=csls_k, ks=ks, chunk_size=chunk_size)
+    l2r = evaluate_alignment(x_src, x_tgt, links, **options)
+    r2l = evaluate_alignment(x_tgt, x_src, links.flip(0), **options)
+    mean = {key: (l2r[key] + r2l[key]) / 2 for key in l2r}
+    return {"l2r": l2r, "r2l": r2l, "mean": mean}

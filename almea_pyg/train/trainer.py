@@ -37,13 +37,16 @@ class TrainingDivergedError(FloatingPointError):
     """
 
 
-def make_adam(parameters: Iterable[nn.Parameter], *, lr: float) -> torch.optim.Adam:
-    """Adam, fused where the device supports it (4-5x faster steps on CPU)."""
+def make_adam(
+    parameters: Iterable[nn.Parameter], *, lr: float, weight_decay: float = 0.0
+) -> torch.optim.Adam:
+    """Adam (``weight_decay``: L2 added to the gradients, as in ``torch.optim.Adam``),
+    fused where the device supports it (4-5x faster steps on CPU)."""
     params = list(parameters)
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 class Trainer:
@@ -68,6 +71,8 @@ class Trainer:
         model (nn.Module): The alignment model.
         pair (MMKGPair): The split pair; ``pair.train_links`` are the first seeds.
         lr (float): Adam learning rate. (default: ``1e-3``)
+        weight_decay (float): Adam's L2 weight decay; the paper's public code
+            uses ``1e-4``, its text none. (default: ``0.0``)
         batch_size (int): Seed links per step. (default: ``3500``)
         eval_every (int): Evaluate on the test links every this many epochs
             (``0``: never during :meth:`fit`). (default: ``0``)
@@ -87,6 +92,7 @@ class Trainer:
         pair: MMKGPair,
         *,
         lr: float = 1e-3,
+        weight_decay: float = 0.0,
         batch_size: int = 3500,
         eval_every: int = 0,
         metric: SimilarityMetric = "csls",
@@ -102,7 +108,9 @@ class Trainer:
             raise ValueError(f"max_grad_norm must be positive, got {max_grad_norm}")
         self.model = model
         self.pair = pair
-        self.optimizer = make_adam(model.parameters(), lr=lr)
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        self.optimizer = make_adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         self.batch_size = batch_size
         self.max_grad_norm = max_grad_norm
         self.eval_every = eval_every

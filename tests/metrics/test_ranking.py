@@ -8,6 +8,7 @@ from almea_pyg.metrics.ranking import (
     RankingMetric,
     alignment_ranks,
     evaluate_alignment,
+    evaluate_directions,
     hits_at_k,
     mean_reciprocal_rank,
 )
@@ -264,3 +265,19 @@ def test_non_finite_rows_that_are_not_scored_are_ignored(metric: str) -> None:
     x_src[unused, 0] = float("nan")
     x_tgt[unused, 0] = float("inf")
     assert torch.equal(alignment_ranks(x_src, x_tgt, links, metric=metric), expected)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "csls"])
+def test_evaluate_directions(metric):
+    generator = torch.Generator().manual_seed(0)
+    x_src = torch.randn(30, 4, generator=generator)
+    x_tgt = x_src + torch.randn(30, 4, generator=generator)
+    links = torch.stack([torch.arange(20), torch.arange(20)])
+    both = evaluate_directions(x_src, x_tgt, links, metric=metric)
+    assert both["l2r"] == evaluate_alignment(x_src, x_tgt, links, metric=metric)
+    assert both["r2l"] == evaluate_alignment(x_tgt, x_src, links.flip(0), metric=metric)
+    assert both["l2r"]["mrr"] != both["r2l"]["mrr"]
+    for key in ("hits@1", "hits@10", "mrr"):
+        assert both["mean"][key] == pytest.approx(
+            (both["l2r"][key] + both["r2l"][key]) / 2
+        )

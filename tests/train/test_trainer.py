@@ -190,3 +190,11 @@ def test_crafted_checkpoint_is_refused_without_running_code(pair, tmp_path):
     path.write_text("not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         load_checkpoint_state(path)
+
+
+def test_weight_decay_reaches_adam(pair):
+    assert make_trainer(pair).optimizer.param_groups[0]["weight_decay"] == 0.0
+    trainer = make_trainer(pair, weight_decay=1e-4)
+    assert trainer.optimizer.param_groups[0]["weight_decay"] == 1e-4
+    with pytest.raises(ValueError, match="weight_decay"):
+        make_trainer(pair, weight_decay=-1.0)
