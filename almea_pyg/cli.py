@@ -222,7 +222,7 @@ def format_metrics(result: dict) -> str:
     lines = []
     for metric, values in result["metrics"].items():
         lines.append(
-            f"{metric:>6}: Hits@1 {values['hits@1']:.2f}  "
+            f"{metric:>11}: Hits@1 {values['hits@1']:.2f}  "
             f"Hits@10 {values['hits@10']:.2f}  MRR {values['mrr']:.2f}"
         )
     for modality, row in (result.get("latent_diagnostics") or {}).items():
