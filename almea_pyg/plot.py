@@ -1,7 +1,8 @@
 """Plots of a run, saved as PNG: training curves, rounds, and the selection map.
 
 Needs matplotlib (``pip install almea-pyg[plot]``); without it, :func:`save_run_plots`
-logs that it skipped the plots and returns nothing.
+logs that it skipped the plots and returns nothing. The plots are drawn on figures of
+their own, not through pyplot, so the caller's matplotlib backend is left as it is.
 """
 
 from __future__ import annotations
@@ -18,15 +19,12 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 
-def _pyplot():
-    try:
-        import matplotlib
+def _figure(width: float, height: float) -> tuple[Any, Any]:
+    """A figure and its axes, outside pyplot: no backend is chosen or changed."""
+    from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots()
 
 
 def project_2d(x: Tensor) -> Tensor:
@@ -38,8 +36,7 @@ def project_2d(x: Tensor) -> Tensor:
 
 def plot_training(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
     """Loss and (where evaluated) Hits@1 per epoch."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _figure(6, 3.5)
     ax.plot([r["epoch"] for r in history], [r["loss"] for r in history], label="loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
@@ -56,15 +53,13 @@ def plot_training(history: Sequence[dict[str, Any]], path: str | os.PathLike) ->
         twin.set_ylabel("Hits@1 (%)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_modality_weights(
     history: Sequence[dict[str, Any]], path: str | os.PathLike
 ) -> None:
     """The fusion weight of each modality per epoch (the ``weight_<m>`` entries)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _figure(6, 3.5)
     names = sorted({k for r in history for k in r if k.startswith("weight_")})
     for name in names:
         rows = [r for r in history if name in r]
@@ -74,13 +69,11 @@ def plot_modality_weights(
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_rounds(rounds: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
     """Hits@1, Hits@10 and MRR after each active-learning round."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _figure(6, 3.5)
     for key in ("hits@1", "hits@10", "mrr"):
         ax.plot([r["round"] for r in rounds], [r[key] for r in rounds], "o-", label=key)
     ax.set_xlabel("round")
@@ -88,7 +81,6 @@ def plot_rounds(rounds: Sequence[dict[str, Any]], path: str | os.PathLike) -> No
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_selection_map(
@@ -106,7 +98,6 @@ def plot_selection_map(
     a sample of all source entities, blue the labelled pairs, red the selected.
     Tensors on any device are drawn from a CPU copy (matplotlib reads numpy).
     """
-    plt = _pyplot()
     src = torch.nn.functional.normalize(source_emb.detach().cpu().float(), dim=-1)
     tgt = torch.nn.functional.normalize(target_emb.detach().cpu().float(), dim=-1)
     labelled, selected = labelled.cpu(), selected.cpu()
@@ -122,7 +113,7 @@ def plot_selection_map(
     )
     xy = project_2d(points)
     a, b = sample.numel(), sample.numel() + labelled.size(1)
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _figure(5, 5)
     ax.scatter(*xy[:a].t(), s=2, c="lightgrey", label="entities")
     ax.scatter(*xy[a:b].t(), s=4, c="tab:blue", label="labelled")
     ax.scatter(*xy[b:].t(), s=14, c="tab:red", label="selected")
@@ -131,7 +122,6 @@ def plot_selection_map(
     ax.set_yticks([])
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def save_run_plots(
@@ -141,7 +131,9 @@ def save_run_plots(
     selection: tuple[Tensor, Tensor, Tensor, Tensor] | None = None,
 ) -> list[Path]:
     """Save the plots a run has data for into ``out``; returns their paths."""
-    if _pyplot() is None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
         log.warning(
             "matplotlib is not installed: no plots (pip install almea-pyg[plot])"
         )

@@ -6,7 +6,7 @@ library's :class:`~almea_pyg.train.Trainer`. Each implementation of the structur
 encoder's GAT layers runs in its own process (this script re-invoked with a hidden
 ``--worker`` flag), so that the process's peak resident memory is its own:
 
-- ``library``: the model as built (:class:`~almea_pyg.nn.conv.FusedGATConv`);
+- ``library``: the model as built (:class:`~almea_pyg.nn.conv.CSRGATConv`);
 - ``dense``: :class:`DenseGATConv` below, a GAT the way research scripts write it,
   with an ``N x N`` adjacency and ``N x N`` attention per head;
 - ``gatconv``: PyG's stock :class:`~torch_geometric.nn.GATConv`.
@@ -51,7 +51,7 @@ from torch_geometric.nn.inits import glorot, zeros
 
 from almea_pyg.data.synthetic import make_synthetic_pair
 from almea_pyg.metrics import evaluate_alignment
-from almea_pyg.nn.conv import FusedGATConv
+from almea_pyg.nn.conv import CSRGATConv
 from almea_pyg.train.experiment import ExperimentConfig, build_model, prepare_pair
 from almea_pyg.train.memory import limit_heap_fragmentation, peak_memory_mib
 from almea_pyg.train.trainer import Trainer
@@ -191,7 +191,7 @@ def dense_non_adjacency(edge_index: Tensor, num_nodes: int) -> Tensor:
 
 
 IMPLEMENTATIONS: dict[str, type[nn.Module]] = {
-    "library": FusedGATConv,
+    "library": CSRGATConv,
     "dense": DenseGATConv,
     "gatconv": GATConv,
 }

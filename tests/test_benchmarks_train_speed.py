@@ -94,7 +94,7 @@ def test_training_run_in_subprocesses(bench, tmp_path):
     assert report["protocol"]["torch"] == torch.__version__
     assert "evaluation" not in report
     runs = report["training"]["implementations"]
-    assert runs["library"]["conv"] == "FusedGATConv"
+    assert runs["library"]["conv"] == "CSRGATConv"
     assert runs["dense"]["conv"] == "DenseGATConv"
     for run in runs.values():
         assert "seconds_per_epoch" in run, run  # shows a failed worker's stderr

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -48,3 +51,21 @@ def test_save_run_plots_writes_pngs(tmp_path, device):
     assert [p.name for p in paths] == names
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_leave_the_matplotlib_backend_alone(tmp_path):
+    # A backend the user chose stays chosen; in a subprocess, to start unchosen.
+    code = f"""
+import matplotlib
+matplotlib.use("svg")
+import torch
+from almea_pyg.plot import save_run_plots
+history = [{{"epoch": 1, "loss": 1.0, "hits@1": 5.0, "weight_graph": 1.0}}]
+rounds = [{{"round": 0, "hits@1": 1.0, "hits@10": 2.0, "mrr": 1.5}}]
+pairs = torch.tensor([[0, 1], [2, 3]])
+selection = (torch.randn(5, 3), torch.randn(5, 3), pairs, pairs)
+assert len(save_run_plots({str(tmp_path)!r}, history, rounds, selection)) == 4
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr

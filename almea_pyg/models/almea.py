@@ -13,7 +13,7 @@ from torch_geometric.nn import GATConv
 from almea_pyg.data.pair import MMKGPair
 from almea_pyg.metrics.similarity import topk_similarity
 from almea_pyg.models.inputs import PairInputs
-from almea_pyg.nn.conv import FusedGATConv
+from almea_pyg.nn.conv import CSRGATConv
 from almea_pyg.nn.encoders import FeatureEncoder, StructuralEncoder
 from almea_pyg.nn.fusion import FusionMode, ModalityFusion
 from almea_pyg.nn.losses import (
@@ -75,7 +75,7 @@ class ALMEA(nn.Module):
         heads (int): GAT attention heads (averaged). (default: ``1``)
         dropout (float): Dropout in the structural encoder. (default: ``0.0``)
         gat (type): GAT layer class. (default:
-            :class:`~almea_pyg.nn.conv.FusedGATConv`)
+            :class:`~almea_pyg.nn.conv.CSRGATConv`)
         fusion (str): ``"weighted"`` or ``"concat"``. (default: ``"weighted"``)
         use_lsl (bool): Add LSL (and LSC on top); ``False`` gives the base model.
             (default: ``True``)
@@ -109,7 +109,7 @@ class ALMEA(nn.Module):
         num_gat_layers: int = 2,
         heads: int = 1,
         dropout: float = 0.0,
-        gat: type[GATConv] = FusedGATConv,
+        gat: type[GATConv] = CSRGATConv,
         fusion: FusionMode = "weighted",
         use_lsl: bool = True,
         use_lsc: bool = True,

@@ -1,6 +1,6 @@
 """Reusable modules: encoders, fusion, LSL, LSC and the alignment losses."""
 
-from almea_pyg.nn.conv import FusedGATConv
+from almea_pyg.nn.conv import CSRGATConv
 from almea_pyg.nn.encoders import FeatureEncoder, StructuralEncoder
 from almea_pyg.nn.fusion import ModalityFusion
 from almea_pyg.nn.losses import (
@@ -16,8 +16,8 @@ from almea_pyg.nn.lsc import LatentSemanticCalibration
 from almea_pyg.nn.lsl import LatentSemanticLearning, LSLOutput, ModalityVAE
 
 __all__ = [
+    "CSRGATConv",
     "FeatureEncoder",
-    "FusedGATConv",
     "LSLOutput",
     "LatentSemanticCalibration",
     "LatentSemanticLearning",

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv
 
-from almea_pyg.nn.conv import FusedGATConv
+from almea_pyg.nn.conv import CSRGATConv
 
 
 class StructuralEncoder(nn.Module):
@@ -25,7 +25,7 @@ class StructuralEncoder(nn.Module):
             (default: ``0.0``)
         conv (type): The GAT layer class, :class:`~torch_geometric.nn.GATConv` or a
             drop-in replacement with the same constructor. (default:
-            :class:`~almea_pyg.nn.conv.FusedGATConv`, the same layer without
+            :class:`~almea_pyg.nn.conv.CSRGATConv`, the same layer without
             :math:`E \times d` messages)
 
     Shapes:
@@ -41,7 +41,7 @@ class StructuralEncoder(nn.Module):
         num_layers: int = 2,
         heads: int = 1,
         dropout: float = 0.0,
-        conv: type[GATConv] = FusedGATConv,
+        conv: type[GATConv] = CSRGATConv,
     ) -> None:
         super().__init__()
         self.num_nodes = num_nodes

@@ -9,8 +9,10 @@ losses (:class:`UncertaintyWeighting`). The ALMEA terms: ``L_SCL`` (Eq. 2,
 :func:`joint_alignment_loss`).
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -186,7 +188,7 @@ class UncertaintyWeighting(nn.Module):
         """The current weights ``exp(-s_i)`` (detached)."""
         return torch.exp(-self.log_vars.detach())
 
-    def forward(self, losses: Union[Tensor, Sequence[Tensor]]) -> Tensor:
+    def forward(self, losses: Tensor | Sequence[Tensor]) -> Tensor:
         if not isinstance(losses, Tensor):
             losses = torch.stack([torch.as_tensor(loss) for loss in losses])
         if losses.shape != (self.num_losses,):

@@ -30,7 +30,7 @@ def test_structural_repr() -> None:
     encoder = StructuralEncoder(10, 16, heads=2)
     assert (
         repr(encoder)
-        == "StructuralEncoder(10, dim=16, layers=2, heads=2, conv=FusedGATConv)"
+        == "StructuralEncoder(10, dim=16, layers=2, heads=2, conv=CSRGATConv)"
     )
 
 

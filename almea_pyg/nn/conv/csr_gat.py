@@ -28,7 +28,7 @@ _HOOKS = (
 )
 
 
-class FusedGATConv(GATConv):
+class CSRGATConv(GATConv):
     r"""A drop-in :class:`~torch_geometric.nn.conv.GATConv` for large full graphs.
 
     Same constructor, parameters and ``state_dict`` as ``GATConv``, and the same
@@ -103,7 +103,7 @@ class FusedGATConv(GATConv):
         size: Any = None,
         return_attention_weights: bool | None = None,
     ) -> bool:
-        """Whether :meth:`forward` takes the fused path for these arguments."""
+        """Whether :meth:`forward` takes the CSR path for these arguments."""
         if not (isinstance(x, Tensor) and x.dim() == 2):
             return False
         if x.dtype not in (torch.float32, torch.float64):

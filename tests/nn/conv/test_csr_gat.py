@@ -3,7 +3,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch_geometric.nn import GATConv
 
-from almea_pyg.nn.conv import FusedGATConv
+from almea_pyg.nn.conv import CSRGATConv
 
 NUM_NODES = 12
 
@@ -16,15 +16,15 @@ def _graph() -> torch.Tensor:
     return torch.cat([edges, loops, edges[:, :5]], dim=1)
 
 
-def _pair(*args, dtype=torch.float64, **kwargs) -> tuple[GATConv, FusedGATConv]:
+def _pair(*args, dtype=torch.float64, **kwargs) -> tuple[GATConv, CSRGATConv]:
     torch.manual_seed(1)
     ref = GATConv(*args, **kwargs).to(dtype)
     with torch.no_grad():  # non-zero bias, sharper attention
         for param in ref.parameters():
             param.uniform_(-1.0, 1.0)
-    fused = FusedGATConv(*args, **kwargs).to(dtype)
-    fused.load_state_dict(ref.state_dict())
-    return ref, fused
+    csr = CSRGATConv(*args, **kwargs).to(dtype)
+    csr.load_state_dict(ref.state_dict())
+    return ref, csr
 
 
 def _run(conv, x, *args, **kwargs):
@@ -37,9 +37,9 @@ def _run(conv, x, *args, **kwargs):
     return out, grads
 
 
-def _assert_same(ref, fused, x, *args, atol=1e-5, rtol=0.0, **kwargs):
+def _assert_same(ref, csr, x, *args, atol=1e-5, rtol=0.0, **kwargs):
     out_ref, grads_ref = _run(ref, x, *args, **kwargs)
-    out, grads = _run(fused, x, *args, **kwargs)
+    out, grads = _run(csr, x, *args, **kwargs)
     torch.testing.assert_close(out, out_ref, atol=atol, rtol=rtol)
     assert grads.keys() == grads_ref.keys()
     for name, grad in grads_ref.items():
@@ -56,10 +56,10 @@ def _assert_same(ref, fused, x, *args, atol=1e-5, rtol=0.0, **kwargs):
 @pytest.mark.parametrize("concat", [True, False])
 @pytest.mark.parametrize("add_self_loops", [True, False])
 def test_matches_gatconv(heads, concat, add_self_loops):
-    ref, fused = _pair(6, 4, heads=heads, concat=concat, add_self_loops=add_self_loops)
+    ref, csr = _pair(6, 4, heads=heads, concat=concat, add_self_loops=add_self_loops)
     x = torch.randn(NUM_NODES, 6, dtype=torch.float64)
-    assert fused.supports(x, _graph())
-    _assert_same(ref, fused, x, _graph())
+    assert csr.supports(x, _graph())
+    _assert_same(ref, csr, x, _graph())
 
 
 @pytest.mark.parametrize(
@@ -72,68 +72,68 @@ def test_matches_gatconv(heads, concat, add_self_loops):
     ],
 )
 def test_matches_gatconv_options(kwargs):
-    ref, fused = _pair(6, 4, **kwargs)
-    _assert_same(ref, fused, torch.randn(NUM_NODES, 6, dtype=torch.float64), _graph())
+    ref, csr = _pair(6, 4, **kwargs)
+    _assert_same(ref, csr, torch.randn(NUM_NODES, 6, dtype=torch.float64), _graph())
 
 
 def test_matches_gatconv_separate_source_and_target_weights():
-    ref, fused = _pair((6, 6), 4, heads=2)
+    ref, csr = _pair((6, 6), 4, heads=2)
     assert ref.lin is None
-    _assert_same(ref, fused, torch.randn(NUM_NODES, 6, dtype=torch.float64), _graph())
+    _assert_same(ref, csr, torch.randn(NUM_NODES, 6, dtype=torch.float64), _graph())
 
 
 def test_matches_gatconv_float32_larger_graph():
     gen = torch.Generator().manual_seed(2)
     edge_index = torch.randint(0, 300, (2, 4000), generator=gen)
-    ref, fused = _pair(32, 16, heads=2, dtype=torch.float32)
+    ref, csr = _pair(32, 16, heads=2, dtype=torch.float32)
     x = torch.randn(300, 32, generator=gen)
     # float32 sums over 4000 edges: gradients up to ~400 agree to ~1e-6 relative.
-    _assert_same(ref, fused, x, edge_index, atol=1e-4, rtol=1e-5)
+    _assert_same(ref, csr, x, edge_index, atol=1e-4, rtol=1e-5)
 
 
 def test_no_edges():
-    ref, fused = _pair(6, 4, add_self_loops=False)
+    ref, csr = _pair(6, 4, add_self_loops=False)
     empty = torch.empty(2, 0, dtype=torch.long)
-    _assert_same(ref, fused, torch.randn(5, 6, dtype=torch.float64), empty)
+    _assert_same(ref, csr, torch.randn(5, 6, dtype=torch.float64), empty)
 
 
 def test_dropout_matches_gatconv_under_same_seed():
-    ref, fused = _pair(6, 4, heads=2, dropout=0.5)
+    ref, csr = _pair(6, 4, heads=2, dropout=0.5)
     x = torch.randn(NUM_NODES, 6, dtype=torch.float64)
     torch.manual_seed(3)
     out_ref, grads_ref = _run(ref, x, _graph())
     torch.manual_seed(3)
-    out, grads = _run(fused, x, _graph())
+    out, grads = _run(csr, x, _graph())
     torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=0)
     for name, grad in grads_ref.items():
         torch.testing.assert_close(grads[name], grad, atol=1e-5, rtol=0, msg=name)
-    fused.eval()
-    assert not torch.allclose(out, fused(x, _graph()))
+    csr.eval()
+    assert not torch.allclose(out, csr(x, _graph()))
 
 
 def test_dropout_is_a_no_op_in_eval_mode():
-    ref, fused = _pair(6, 4, heads=2)
-    _, fused_dropout = _pair(6, 4, heads=2, dropout=0.5)
-    fused.eval()
-    fused_dropout.eval()
+    ref, csr = _pair(6, 4, heads=2)
+    _, csr_dropout = _pair(6, 4, heads=2, dropout=0.5)
+    csr.eval()
+    csr_dropout.eval()
     x = torch.randn(NUM_NODES, 6, dtype=torch.float64)
-    out = fused_dropout(x, _graph())
-    assert torch.equal(out, fused_dropout(x, _graph()))
-    assert torch.equal(out, fused(x, _graph()))
+    out = csr_dropout(x, _graph())
+    assert torch.equal(out, csr_dropout(x, _graph()))
+    assert torch.equal(out, csr(x, _graph()))
 
 
 def test_deterministic():
-    _, fused = _pair(6, 4, heads=2, dtype=torch.float32)
+    _, csr = _pair(6, 4, heads=2, dtype=torch.float32)
     x = torch.randn(NUM_NODES, 6)
-    out_a, grads_a = _run(fused, x, _graph())
-    fused.zero_grad()
-    out_b, grads_b = _run(fused, x, _graph())
+    out_a, grads_a = _run(csr, x, _graph())
+    csr.zero_grad()
+    out_b, grads_b = _run(csr, x, _graph())
     assert torch.equal(out_a, out_b)
     assert all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a)
 
 
 def test_no_edge_by_feature_tensor():
-    """No op output of the fused layer has E * C elements (GATConv's do)."""
+    """No op output of the csr layer has E * C elements (GATConv's do)."""
 
     class MaxNumel(TorchDispatchMode):
         def __init__(self):
@@ -149,14 +149,14 @@ def test_no_edge_by_feature_tensor():
 
     num_nodes, channels = 40, 16
     edge_index = torch.randint(0, num_nodes, (2, 2000))
-    ref, fused = _pair(channels, channels, dtype=torch.float32)
+    ref, csr = _pair(channels, channels, dtype=torch.float32)
     x = torch.randn(num_nodes, channels, requires_grad=True)
     peaks = []
-    for conv in (ref, fused):
+    for conv in (ref, csr):
         with MaxNumel() as mode:
             conv(x, edge_index).sum().backward()
         peaks.append(mode.numel)
-    num_edges = fused.csr_graph(edge_index, num_nodes).num_edges
+    num_edges = csr.csr_graph(edge_index, num_nodes).num_edges
     assert peaks[0] >= num_edges * channels > peaks[1]
 
 
@@ -167,7 +167,7 @@ def test_no_edge_by_feature_tensor():
 )
 def test_falls_back_to_gatconv(call):
     edge_dim = 3 if call == "edge_attr" else None
-    ref, fused = _pair(6, 4, heads=2, edge_dim=edge_dim)
+    ref, csr = _pair(6, 4, heads=2, edge_dim=edge_dim)
     edge_index = _graph()
     x = torch.randn(NUM_NODES, 6, dtype=torch.float64)
     kwargs = {}
@@ -184,62 +184,62 @@ def test_falls_back_to_gatconv(call):
         ).coalesce()
     elif call == "hook":
         calls = []
-        for conv in (ref, fused):
+        for conv in (ref, csr):
             conv.register_propagate_forward_hook(lambda *args: calls.append(1))
-    assert not fused.supports(x, edge_index, **kwargs)
+    assert not csr.supports(x, edge_index, **kwargs)
     if isinstance(x, tuple):
-        out_ref, out = ref(x, edge_index), fused(x, edge_index)
+        out_ref, out = ref(x, edge_index), csr(x, edge_index)
         torch.testing.assert_close(out, out_ref)
     else:
-        _assert_same(ref, fused, x, edge_index, **kwargs)
+        _assert_same(ref, csr, x, edge_index, **kwargs)
     if call == "hook":
         assert len(calls) == 2
 
 
 def test_supports_only_square_size():
-    _, fused = _pair(6, 4)
+    _, csr = _pair(6, 4)
     x = torch.randn(NUM_NODES, 6, dtype=torch.float64)
-    assert fused.supports(x, _graph(), size=(NUM_NODES, NUM_NODES))
-    assert not fused.supports(x, _graph(), size=(NUM_NODES, NUM_NODES - 2))
-    assert not fused.supports(x.to(torch.bfloat16), _graph())
+    assert csr.supports(x, _graph(), size=(NUM_NODES, NUM_NODES))
+    assert not csr.supports(x, _graph(), size=(NUM_NODES, NUM_NODES - 2))
+    assert not csr.supports(x.to(torch.bfloat16), _graph())
 
 
-def test_fused_path_does_not_propagate(monkeypatch):
-    _, fused = _pair(6, 4)
+def test_csr_path_does_not_propagate(monkeypatch):
+    _, csr = _pair(6, 4)
 
     def fail(*args, **kwargs):
         raise AssertionError("propagate called")
 
-    monkeypatch.setattr(fused, "propagate", fail)
-    out = fused(torch.randn(NUM_NODES, 6, dtype=torch.float64), _graph())
+    monkeypatch.setattr(csr, "propagate", fail)
+    out = csr(torch.randn(NUM_NODES, 6, dtype=torch.float64), _graph())
     assert out.shape == (NUM_NODES, 4)
 
 
 def test_csr_cache():
-    _, fused = _pair(6, 4)
+    _, csr = _pair(6, 4)
     edge_index = _graph()
     other = torch.randint(0, NUM_NODES, (2, 20))
-    graph = fused.csr_graph(edge_index, NUM_NODES)
-    assert fused.csr_graph(edge_index, NUM_NODES) is graph
-    assert fused.csr_graph(edge_index.clone(), NUM_NODES) is graph
-    other_graph = fused.csr_graph(other, NUM_NODES)
-    assert fused.csr_graph(edge_index, NUM_NODES) is graph  # both graphs cached
-    assert fused.csr_graph(other, NUM_NODES) is other_graph
-    assert fused.csr_graph(edge_index, NUM_NODES + 1) is not graph
-    fused.add_self_loops = False
-    assert fused.csr_graph(edge_index, NUM_NODES).num_edges == edge_index.size(1)
+    graph = csr.csr_graph(edge_index, NUM_NODES)
+    assert csr.csr_graph(edge_index, NUM_NODES) is graph
+    assert csr.csr_graph(edge_index.clone(), NUM_NODES) is graph
+    other_graph = csr.csr_graph(other, NUM_NODES)
+    assert csr.csr_graph(edge_index, NUM_NODES) is graph  # both graphs cached
+    assert csr.csr_graph(other, NUM_NODES) is other_graph
+    assert csr.csr_graph(edge_index, NUM_NODES + 1) is not graph
+    csr.add_self_loops = False
+    assert csr.csr_graph(edge_index, NUM_NODES).num_edges == edge_index.size(1)
     edge_index[0, 0] = (edge_index[0, 0] + 1) % NUM_NODES
     # An equal copy of the modified tensor must not hit the stale entry.
-    rebuilt = fused.csr_graph(edge_index.clone(), NUM_NODES)
+    rebuilt = csr.csr_graph(edge_index.clone(), NUM_NODES)
     assert torch.equal(
         torch.sort(rebuilt.row * NUM_NODES + rebuilt.col).values,
         torch.sort(edge_index[1] * NUM_NODES + edge_index[0]).values,
     )
-    assert "_csr_cache" not in str(fused.state_dict().keys())
+    assert "_csr_cache" not in str(csr.state_dict().keys())
 
 
 def test_same_parameters_and_repr():
-    ref, fused = _pair(6, 4, heads=2)
-    assert isinstance(fused, GATConv)
-    assert list(fused.state_dict()) == list(ref.state_dict())
-    assert repr(fused) == "FusedGATConv(6, 4, heads=2)"
+    ref, csr = _pair(6, 4, heads=2)
+    assert isinstance(csr, GATConv)
+    assert list(csr.state_dict()) == list(ref.state_dict())
+    assert repr(csr) == "CSRGATConv(6, 4, heads=2)"
