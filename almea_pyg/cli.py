@@ -26,6 +26,7 @@ from almea_pyg.train.experiment import (
     prepare_pair,
     run_experiment,
 )
+from almea_pyg.train.memory import limit_heap_fragmentation
 from almea_pyg.train.run_folder import (
     CHECKPOINT_FILE,
     RUN_FILE,
@@ -451,6 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    limit_heap_fragmentation()
     try:
         args.func(args)
     except TrainingDivergedError as error:

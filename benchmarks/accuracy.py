@@ -63,6 +63,7 @@ from almea_pyg.train.experiment import (
     ExperimentConfig,
     write_json,
 )
+from almea_pyg.train.memory import limit_heap_fragmentation
 from almea_pyg.train.trainer import load_checkpoint_state
 from almea_pyg.typing import PAPER_MODALITIES
 
@@ -603,6 +604,7 @@ def evaluated_pool_ratio(sibling: Cell, results: str | Path) -> float:
 def run_cell(cell: Cell, options: dict[str, Any]) -> Path:
     """Run ``cell`` in this process (resuming its checkpoint) and write its JSON."""
     config = experiment_config(cell, options)
+    limit_heap_fragmentation()
     if options.get("threads"):
         torch.set_num_threads(options["threads"])
     out = Path(config.output)

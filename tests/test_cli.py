@@ -310,3 +310,13 @@ def test_the_codes_optimizer_is_selectable_and_stated(tmp_path):
         assert metrics[f"{name}_mean"]["mrr"] == pytest.approx(
             (l2r["mrr"] + r2l["mrr"]) / 2
         )
+
+
+def test_a_run_leaves_the_callers_random_state_alone(tmp_path):
+    from almea_pyg.train.experiment import ExperimentConfig, run_experiment
+
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    run_experiment(ExperimentConfig(epochs=1, model={"dim": 8}, progress=False))
+    assert torch.equal(torch.rand(3), expected)

@@ -25,7 +25,7 @@ from almea_pyg.io import atomic_write_text
 from almea_pyg.metrics.ranking import evaluate_directions
 from almea_pyg.models import ALMEA
 from almea_pyg.plot import save_run_plots
-from almea_pyg.train.memory import limit_heap_fragmentation, peak_memory_mib
+from almea_pyg.train.memory import peak_memory_mib
 from almea_pyg.train.run_folder import (
     CHECKPOINT_FILE,
     check_resumable,
@@ -216,22 +216,36 @@ def run_experiment(
     (same model; its epochs count as this run's). A run whose human oracle awaits
     labels returns with ``status: labels_pending``; a diverged run raises
     :class:`~almea_pyg.train.trainer.TrainingDivergedError` and its folder says
-    ``diverged``. Fixes glibc's mmap threshold for the process first
-    (:func:`~almea_pyg.train.memory.limit_heap_fragmentation`).
+    ``diverged``. The run seeds torch's random generators with ``config.seed``
+    inside :func:`torch.random.fork_rng`: the caller's random state is the same
+    afterwards.
     """
+    device = check_device(config.device)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        return _run_experiment(
+            config, resume=resume, overwrite=overwrite, warm_start=warm_start
+        )
+
+
+def _run_experiment(
+    config: ExperimentConfig,
+    *,
+    resume: bool,
+    overwrite: bool,
+    warm_start: str | os.PathLike | None,
+) -> dict[str, Any]:
     if config.variant not in VARIANTS:
         raise ValueError(
             f"unknown variant {config.variant!r}: one of {sorted(VARIANTS)}"
         )
     if config.epochs is not None and config.epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {config.epochs}")
-    check_device(config.device)
     optimizer = config.optimizer_settings()
     out = Path(config.output) if config.output else None
     checkpoint = out / CHECKPOINT_FILE if out is not None else None
     if resume and (checkpoint is None or not checkpoint.exists()):
         raise FileNotFoundError(f"nothing to resume: {checkpoint} not found")
-    limit_heap_fragmentation()
     torch.manual_seed(config.seed)
     pair = prepare_pair(config)
     model = build_model(config, pair)

@@ -39,7 +39,8 @@ def limit_heap_fragmentation(threshold: int = DEFAULT_MMAP_THRESHOLD) -> bool:
     (one thread, 3 epochs and 3 evaluations, with :func:`release_free_memory`
     after each epoch): ALMEA peak RSS 2,021 -> 1,580 MiB, base 1,564 -> 1,321
     MiB, for ~5 % more CPU time in page faults (an 8 MiB threshold cost 25 %).
-    :func:`~almea_pyg.train.experiment.run_experiment` calls it.
+    A process-wide setting, so library functions leave it to the entry points:
+    the ``almea-pyg`` command line and the benchmark scripts call it.
 
     Returns:
         ``True`` if set; ``False`` where the C library is not glibc.

@@ -243,10 +243,16 @@ class Trainer:
             "history": self.history,
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": (
+                torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+            ),
             "metadata": self.metadata,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`, including torch's global random state
+        (CPU, and CUDA where saved and present): the model's dropout and latent
+        noise draw from it, so a resumed run equals an uninterrupted one."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.train_links = state["train_links"].to(self.pair.links.device)
@@ -254,6 +260,8 @@ class Trainer:
         self.history = state["history"]
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.metadata = state.get("metadata", {})
 
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
