@@ -329,7 +329,7 @@ def cmd_label_import(args: argparse.Namespace) -> None:
     learner = restore_learner(run)
     if learner.status != "labels_pending":
         raise ValueError(f"{run} has no round waiting for labels")
-    asked = learner.pending["pairs"]
+    asked = learner.pending.pairs
     answer = learner.import_labels(args.file)
     learner.save_checkpoint()
     missing = unanswered_pairs(answer, asked).size(1)
@@ -350,12 +350,14 @@ def cmd_label_export(args: argparse.Namespace) -> None:
     learner = restore_learner(run)
     if learner.status != "labels_pending":
         raise ValueError(f"{run} has no round waiting for labels")
-    round_ = learner.completed + 1
-    path = Path(args.output) if args.output else learner.label_path(round_)
-    pair = learner.trainer.pair
     pending = learner.pending
-    write_label_request(path, pair, pending["pairs"], pending["scores"], round_)
-    print(f"round {round_}: {pending['pairs'].size(1)} pairs to label in {path}")
+    path = (
+        Path(args.output) if args.output else learner.oracle.label_path(pending.round)
+    )
+    write_label_request(
+        path, learner.trainer.pair, pending.pairs, pending.scores, pending.round
+    )
+    print(f"round {pending.round}: {pending.pairs.size(1)} pairs to label in {path}")
 
 
 def cmd_select(args: argparse.Namespace) -> None:
@@ -383,7 +385,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     config, pair, state = restore_run(Path(args.run))
     model = build_model(config, pair)
     model.load_state_dict(state.get("trainer", state)["model"])
-    metrics = evaluate_test_links(model, pair, args.metric)
+    # A transductive run's revealed test links left its test set.
+    links = state.get("test_links", pair.test_links).to(pair.links.device)
+    metrics = evaluate_test_links(model, pair, args.metric, links=links)
     latent = model.latent_diagnostics(pair) if model.lsl is not None else None
     print(format_metrics({"metrics": metrics, "latent_diagnostics": latent}))
 

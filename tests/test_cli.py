@@ -34,7 +34,8 @@ def test_train_writes_result_with_protocol(run_dir, capsys):
     assert protocol["modalities"] == ["graph", "attr", "img", "rel"]
     assert protocol["pool_ratio"] == 0.0 and protocol["pool_links"] == 0
     assert protocol["max_grad_norm"] is None
-    assert {"cosine", "csls", "csls_impute_true"} == set(result["metrics"])
+    directions = {f"{m}{d}" for m in ("cosine", "csls") for d in ("", "_r2l", "_mean")}
+    assert directions | {"csls_impute_true"} == set(result["metrics"])
     latent = result["latent_diagnostics"]
     assert set(latent) == set(protocol["modalities"])
     assert all(0 <= row["active_units"] <= 16 for row in latent.values())

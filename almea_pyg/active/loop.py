@@ -12,14 +12,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from almea_pyg.active.labels import read_labels, write_label_request
+from almea_pyg.active.labels import read_labels
 from almea_pyg.active.oracles import (
-    HumanOracle,
     Oracle,
     OracleAnswer,
     OracleName,
-    PseudoOracle,
+    PendingRound,
     SimulatedOracle,
+    oracle_resolver,
 )
 from almea_pyg.data.pair import link_keys
 from almea_pyg.io import atomic_save
@@ -79,17 +79,6 @@ class ActiveLearningConfig:
         )
 
 
-def make_oracle(name: OracleName, trainer: Trainer) -> Oracle:
-    pair = trainer.pair
-    if name == "simulated":
-        return SimulatedOracle(pair.links, pair.num_entities[1])
-    if name == "pseudo":
-        return PseudoOracle()
-    if name == "human":
-        return HumanOracle()
-    raise ValueError(f"unknown oracle {name!r}: simulated, pseudo or human")
-
-
 def degrees(kg_edge_index: Tensor, num_nodes: int) -> Tensor:
     """Undirected degree of every entity (for the ``"degree"`` strategy)."""
     return torch.bincount(kg_edge_index.flatten(), minlength=num_nodes)
@@ -104,13 +93,16 @@ class ActiveLearner:
     The pool never holds labelled entities nor pairs already answered "no".
     Unless ``transductive``, it never holds the entities of test (or validation)
     links either, so no oracle can reveal a test link. With ``transductive`` and
-    a simulated oracle, revealed test links move from the test set to the seeds,
-    and each round reports how many did.
+    an oracle that answers with the truth (simulated, or a person), revealed test
+    links move from the trainer's test links to the seeds, and each round
+    reports how many did; the pair itself is never changed.
 
     Args:
         trainer (Trainer): The trainer (model, pair, optimiser, seed links).
         config (ActiveLearningConfig): Schedule, strategy and oracle.
         output_dir (str, optional): Checkpoints and label files go here.
+        oracle (Oracle, optional): An oracle instance to use instead of
+            ``config.oracle``'s (see :func:`~almea_pyg.active.oracle_resolver`).
         seed (int): Seed of the strategy's randomness. (default: ``0``)
     """
 
@@ -120,6 +112,7 @@ class ActiveLearner:
         config: ActiveLearningConfig,
         *,
         output_dir: str | os.PathLike | None = None,
+        oracle: Oracle | None = None,
         seed: int = 0,
     ) -> None:
         from almea_pyg.select import strategy_resolver
@@ -128,7 +121,7 @@ class ActiveLearner:
         self.config = config
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.strategy = strategy_resolver(config.strategy, **config.strategy_kwargs)
-        self.oracle = make_oracle(config.oracle, trainer)
+        self.oracle = oracle_resolver(oracle or config.oracle, trainer.pair, output_dir)
         self.generator = torch.Generator().manual_seed(seed)
         pair = trainer.pair
         self.num_targets = pair.num_entities[1]
@@ -136,7 +129,7 @@ class ActiveLearner:
         self.negatives = pair.links.new_empty(2, 0)
         self.rounds: list[dict[str, Any]] = []
         self.completed = 0
-        self.pending: dict[str, Tensor] | None = None
+        self.pending: PendingRound | None = None
         #: The pairs asked in the latest round, ``(2, n)`` (for the selection map).
         self.last_asked = pair.links.new_empty(2, 0)
         self.test_links_removed = 0
@@ -150,7 +143,7 @@ class ActiveLearner:
     @property
     def status(self) -> str:
         """``"warmup"``, ``"labels_pending"``, ``"running"`` or ``"done"``."""
-        if self.pending is not None and "accepted" not in self.pending:
+        if self.pending is not None and not self.pending.answered:
             return "labels_pending"
         if self.completed >= self.config.rounds:
             return "done"
@@ -178,20 +171,19 @@ class ActiveLearner:
                 if self.status == "labels_pending":
                     self.save_checkpoint()
                     log.info(
-                        "round %d: labels requested in %s",
-                        self.completed + 1,
-                        self.label_path(self.completed + 1),
+                        "round %d: waiting for %r", self.pending.round, self.oracle
                     )
                     return self.rounds
-            answer = OracleAnswer(self.pending["accepted"], self.pending["rejected"])
-            self.last_asked = self.pending["pairs"]
-            asked = self.last_asked.size(1)
-            seconds = self.pending.get("select_seconds")
-            self.pending = None
-            correct = self._learn(answer)
+            answered, self.pending = self.pending, None
+            self.last_asked = answered.pairs
+            correct = self._learn(answered.answer)
             trainer.fit(self.config.interval)
             self.completed += 1
-            self._record(asked=asked, correct=correct, select_seconds=seconds)
+            self._record(
+                asked=answered.pairs.size(1),
+                correct=correct,
+                select_seconds=answered.select_seconds,
+            )
             self.save_checkpoint()
         return self.rounds
 
@@ -236,26 +228,17 @@ class ActiveLearner:
 
     def _ask(self) -> None:
         """Select the round's pairs and put the question to the oracle."""
-        trainer = self.trainer
         start = time.perf_counter()
         pairs, scores = self.propose()
-        seconds = time.perf_counter() - start
-        self.pending = {"pairs": pairs, "scores": scores, "select_seconds": seconds}
-        if isinstance(self.oracle, HumanOracle) and pairs.size(1):
-            write_label_request(
-                self.label_path(self.completed + 1),
-                trainer.pair,
-                pairs,
-                scores,
-                self.completed + 1,
-            )
-            return
+        question = PendingRound(
+            self.completed + 1, pairs, scores, time.perf_counter() - start
+        )
         if pairs.size(1) == 0:
-            log.info("round %d: the pool has nothing left to ask", self.completed + 1)
-            answer = OracleAnswer(pairs, pairs)
+            log.info("round %d: the pool has nothing left to ask", question.round)
+            question.answer = OracleAnswer(pairs, pairs)
         else:
-            answer = self.oracle.answer(pairs)
-        self.pending.update(accepted=answer.accepted, rejected=answer.rejected)
+            question.answer = self.oracle.ask(question)
+        self.pending = question
 
     def import_labels(self, path: str | os.PathLike) -> OracleAnswer:
         """Validate a filled label file against the pending round and keep its answers.
@@ -264,23 +247,22 @@ class ActiveLearner:
         """
         if self.pending is None:
             raise ValueError("no round is waiting for labels")
-        answer = read_labels(path, self.trainer.pair, asked=self.pending["pairs"])
-        self.pending.update(accepted=answer.accepted, rejected=answer.rejected)
+        answer = read_labels(path, self.trainer.pair, asked=self.pending.pairs)
+        self.pending.answer = answer
         return answer
 
     def _learn(self, answer: OracleAnswer) -> int:
         """Add accepted pairs as seeds, remember rejected ones; count true pairs."""
         trainer = self.trainer
-        pair = trainer.pair
         accepted = answer.accepted
         correct_mask = torch.isin(
             link_keys(accepted, self.num_targets), self.truth.keys
         )
         asked_true = int(correct_mask.sum())
-        if self.config.transductive and isinstance(self.oracle, SimulatedOracle):
-            test_keys = link_keys(pair.test_links, self.num_targets)
+        if self.config.transductive and self.oracle.reveals_truth:
+            test_keys = link_keys(trainer.test_links, self.num_targets)
             revealed = torch.isin(test_keys, link_keys(accepted, self.num_targets))
-            pair.test_links = pair.test_links[:, ~revealed]
+            trainer.test_links = trainer.test_links[:, ~revealed]
             self.test_links_removed += int(revealed.sum())
         trainer.add_train_links(accepted)
         self.negatives = torch.cat([self.negatives, answer.rejected], dim=1)
@@ -298,17 +280,12 @@ class ActiveLearner:
                 "correct": correct,
                 "labelled": self.trainer.train_links.size(1),
                 "negatives": self.negatives.size(1),
-                "test_links": self.trainer.pair.test_links.size(1),
+                "test_links": self.trainer.test_links.size(1),
                 "select_seconds": select_seconds,
                 **metrics,
             }
         )
         log.info("round %d: %s", self.completed, self.rounds[-1])
-
-    def label_path(self, round: int) -> Path:
-        if self.output_dir is None:
-            raise ValueError("a human oracle needs an output_dir for its label files")
-        return self.output_dir / f"labels_round{round}.csv"
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -317,10 +294,10 @@ class ActiveLearner:
             "negatives": self.negatives,
             "rounds": self.rounds,
             "completed": self.completed,
-            "pending": self.pending,
+            "pending": None if self.pending is None else self.pending.state_dict(),
             "last_asked": self.last_asked,
             "generator": self.generator.get_state(),
-            "test_links": self.trainer.pair.test_links,
+            "test_links": self.trainer.test_links,
             "test_links_removed": self.test_links_removed,
         }
 
@@ -336,15 +313,15 @@ class ActiveLearner:
         self.negatives = state["negatives"].to(device)
         self.rounds = state["rounds"]
         self.completed = state["completed"]
-        self.pending = state["pending"]
-        if self.pending is not None:
-            self.pending = {
-                key: value.to(device) if isinstance(value, Tensor) else value
-                for key, value in self.pending.items()
-            }
+        pending = state["pending"]
+        self.pending = (
+            None
+            if pending is None
+            else PendingRound.from_state_dict(pending, self.completed + 1).to(device)
+        )
         self.last_asked = state["last_asked"].to(device)
         self.generator.set_state(state["generator"])
-        self.trainer.pair.test_links = state["test_links"].to(device)
+        self.trainer.test_links = state["test_links"].to(device)
         self.test_links_removed = state["test_links_removed"]
 
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path | None:

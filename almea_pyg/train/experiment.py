@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from almea_pyg.active.loop import ActiveLearner, ActiveLearningConfig
 from almea_pyg.data.pair import MMKGPair
@@ -311,7 +312,7 @@ def _run_experiment(
         raise
     train_seconds = time.perf_counter() - start
     status = learner.status if learner is not None else "done"
-    metrics = evaluate_test_links(model, pair)
+    metrics = evaluate_test_links(model, pair, links=trainer.test_links)
     if model.lsl is not None:
         # The other imputation setting, to keep measuring which default is right.
         model.impute_missing = not model.impute_missing
@@ -341,7 +342,7 @@ def _run_experiment(
             "test_links_in_pool": bool(active and active.transductive),
             "test_links_removed": learner.test_links_removed if learner else 0,
             "train_links": pair.train_links.size(1),
-            "test_links": pair.test_links.size(1),
+            "test_links": trainer.test_links.size(1),
             "pool_ratio": config.pool_ratio,
             "pool_links": pool_links,
             "optimizer": config.optimizer,
@@ -385,15 +386,19 @@ def evaluate_test_links(
     model: ALMEA,
     pair: MMKGPair,
     metrics: Sequence[SimilarityMetric] = ("cosine", "csls"),
+    *,
+    links: Tensor | None = None,
 ) -> dict[str, dict[str, float]]:
     """Each metric on the test links, left-to-right (``"cosine"``, ``"csls"``),
     right-to-left (``"<metric>_r2l"``) and their mean (``"<metric>_mean"``), at
-    the model as it is (never an epoch picked on the test links)."""
+    the model as it is (never an epoch picked on the test links). ``links``
+    replaces ``pair.test_links`` (e.g. those left after active learning)."""
+    links = pair.test_links if links is None else links
     with torch.no_grad():
         emb_s, emb_t = model.embed(pair)
     results = {}
     for metric in metrics:
-        both = evaluate_directions(emb_s, emb_t, pair.test_links, metric=metric)
+        both = evaluate_directions(emb_s, emb_t, links, metric=metric)
         results[metric] = both["l2r"]
         results[f"{metric}_r2l"] = both["r2l"]
         results[f"{metric}_mean"] = both["mean"]

@@ -120,6 +120,9 @@ class Trainer:
         self.progress = progress
         self.generator = torch.Generator().manual_seed(seed)
         self.train_links = pair.train_links.clone()
+        #: The links :meth:`evaluate` scores by default (a copy: active learning
+        #: may move revealed ones to the seeds; the pair is never changed).
+        self.test_links = pair.test_links.clone()
         self.epoch = 0
         self.history: list[dict[str, float]] = []
         #: Free-form state saved with every checkpoint (e.g. the run's config).
@@ -183,8 +186,8 @@ class Trainer:
     def evaluate(
         self, links: Tensor | None = None, *, metric: SimilarityMetric | None = None
     ) -> dict[str, float]:
-        """Hits@1, Hits@10 and MRR (%) on ``links`` (default: the test links)."""
-        links = self.pair.test_links if links is None else links
+        """Hits@1, Hits@10 and MRR (%) on ``links`` (default: :attr:`test_links`)."""
+        links = self.test_links if links is None else links
         emb_s, emb_t = self.model.embed(self.pair)
         return evaluate_alignment(
             emb_s, emb_t, links, metric=metric or self.metric, csls_k=self.csls_k

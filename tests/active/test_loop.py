@@ -3,7 +3,15 @@ import csv
 import pytest
 import torch
 
-from almea_pyg.active import ActiveLearner, ActiveLearningConfig
+from almea_pyg.active import (
+    ORACLES,
+    ActiveLearner,
+    ActiveLearningConfig,
+    Oracle,
+    OracleAnswer,
+    PendingRound,
+    register_oracle,
+)
 from almea_pyg.data import DataFormatError, make_synthetic_pair
 from almea_pyg.data.pair import link_keys
 from almea_pyg.models import ALMEA
@@ -51,7 +59,7 @@ def test_default_protocol_never_reveals_test_links(pair, strategy):
     held = set(pair.test_links[0].tolist())
     asked = al.negatives[0].tolist() + al.trainer.train_links[0, seeds(pair) :].tolist()
     assert not held & set(asked)
-    assert al.trainer.pair.test_links.size(1) == pair.test_links.size(1)
+    assert al.trainer.test_links.size(1) == pair.test_links.size(1)
 
 
 def test_held_out_pool_links_are_found_without_touching_test_links():
@@ -104,9 +112,10 @@ def test_simulated_transductive_moves_revealed_links_out_of_test(pair):
     assert al.negatives.size(1) == 6
     negatives = link_keys(al.negatives, pair.num_entities[1])
     assert not torch.isin(negatives, link_keys(pair.links, pair.num_entities[1])).any()
-    kept = link_keys(al.trainer.pair.test_links, pair.num_entities[1])
+    kept = link_keys(al.trainer.test_links, pair.num_entities[1])
     learned = link_keys(al.trainer.train_links, pair.num_entities[1])
     assert not torch.isin(kept, learned).any()
+    assert pair.test_links.size(1) == before  # the caller's pair is untouched
 
 
 def fill_from_truth(path, pair):
@@ -195,3 +204,48 @@ def test_callback_runs_on_warmup_epochs_only(pair):
 def test_config_refuses_impossible_schedules(config, message):
     with pytest.raises(ValueError, match=message):
         ActiveLearningConfig(**config)
+
+
+class CountingOracle(Oracle):
+    """Says yes to the first pair of each round; any user oracle looks like this."""
+
+    def __init__(self):
+        self.asked = []
+
+    def answer(self, pairs):
+        self.asked.append(pairs.size(1))
+        return OracleAnswer(pairs[:, :1], pairs[:, 1:])
+
+
+def test_an_oracle_instance_or_a_registered_name(pair):
+    oracle = CountingOracle()
+    al = learner(pair, strategy="random", transductive=True)
+    al = ActiveLearner(al.trainer, al.config, oracle=oracle)
+    rounds = al.run()
+    assert oracle.asked == [5, 5] and [r["asked"] for r in rounds] == [0, 5, 5]
+    assert rounds[-1]["labelled"] == seeds(pair) + 2
+    register_oracle("counting", lambda pair, output_dir: CountingOracle())
+    try:
+        named = learner(pair, strategy="random", oracle="counting")
+        assert isinstance(named.oracle, CountingOracle)
+    finally:
+        del ORACLES["counting"]
+    with pytest.raises(ValueError, match="unknown oracle 'nope'"):
+        learner(pair, oracle="nope")
+
+
+def test_pending_round_is_typed_and_checkpointed(pair, tmp_path):
+    al = learner(
+        pair, tmp_path, strategy="uncertainty", oracle="human", transductive=True
+    )
+    al.run()
+    pending = al.pending
+    assert isinstance(pending, PendingRound) and not pending.answered
+    assert pending.round == 1 and pending.pairs.size(1) == 5
+    assert pending.scores.shape == (5,)
+    again = learner(
+        pair, tmp_path, strategy="uncertainty", oracle="human", transductive=True
+    )
+    again.load_checkpoint(tmp_path / "checkpoint.pt")
+    assert torch.equal(again.pending.pairs, pending.pairs)
+    assert again.pending.round == 1 and again.status == "labels_pending"
