@@ -11,9 +11,12 @@ from almea_pyg.data.features import (
 )
 from almea_pyg.data.pair import MMKGPair, feature_modalities, modality_mask
 from almea_pyg.data.readers import (
+    detect_layout,
     read_mmea_pair,
     read_mmkb_kg,
     read_mmkb_pair,
+    read_openea_pair,
+    read_pair,
     read_tsv_kg,
     read_tsv_pair,
 )
@@ -28,6 +31,7 @@ __all__ = [
     "bag_of_attributes",
     "bag_of_relations",
     "build_features",
+    "detect_layout",
     "feature_matrix",
     "feature_modalities",
     "make_synthetic_pair",
@@ -36,6 +40,8 @@ __all__ = [
     "read_mmea_pair",
     "read_mmkb_kg",
     "read_mmkb_pair",
+    "read_openea_pair",
+    "read_pair",
     "read_tsv_kg",
     "read_tsv_pair",
     "split_links",

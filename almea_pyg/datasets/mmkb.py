@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import os.path as osp
-from collections.abc import Callable
-from pathlib import Path
-from urllib.error import URLError
+from typing import Any
 
-from torch_geometric.data import Dataset, download_url
-
-from almea_pyg.data.features import BuildModalityFeatures
 from almea_pyg.data.pair import MMKGPair
 from almea_pyg.data.readers.mmkb import read_mmkb_pair
+from almea_pyg.datasets.base import PairDataset
 from almea_pyg.typing import DatasetPairName
-
-logger = logging.getLogger(__name__)
 
 #: The KGs of each pair, source first.
 PAIRS: dict[str, tuple[str, str]] = {
@@ -67,16 +57,7 @@ SHA256: dict[str, str] = {
 }
 
 
-def sha256sum(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class MMKB(Dataset):
+class MMKB(PairDataset):
     r"""An MMKG entity-alignment pair from the mmkb repository (Liu et al., 2019).
 
     ``FB15K_DB15K`` (12,846 links) or ``FB15K_YAGO15K`` (11,199 links), read by
@@ -91,61 +72,27 @@ class MMKB(Dataset):
     Without ``raw_dir`` the raw files are downloaded from
     github.com/mniepert/mmkb into ``root/raw/``; with ``raw_dir`` (a directory in
     mmkb's layout, ``FB15K/FB15K_EntityTriples.txt`` etc.) they are read from
-    there and nothing is downloaded or copied. The processed pair is cached as
-    ``root/processed/<pair>/pair_top<top_k>_<fingerprint>.pt``, the fingerprint
-    a SHA-256 of the raw files' bytes: raw files other than those of the cache
-    (another ``raw_dir``, edited links) are processed anew, and their pair
-    replaces the cache.
+    there. Caching as in :class:`~almea_pyg.datasets.base.PairDataset`:
+    ``root/processed/<pair>/pair_top<top_k>_<fingerprint>.pt``.
 
     Args:
         root (str): Root directory of the dataset.
         pair (str, optional): ``"FB15K_DB15K"`` or ``"FB15K_YAGO15K"``.
             (default: ``"FB15K_DB15K"``)
-        transform (callable, optional): Applied to the :class:`MMKGPair` on
-            every access. (default: ``None``)
-        pre_transform (callable, optional): Applied to the :class:`MMKGPair`
-            before it is cached. (default: ``None``)
-        force_reload (bool, optional): Re-process even if cached.
-            (default: ``False``)
-        top_k (int, optional): Relations and attributes kept as features.
-            (default: ``1000``)
-        raw_dir (str, optional): A local directory in mmkb's layout to read
-            instead of downloading. (default: ``None``)
-        log (bool, optional): Print progress to the console. (default: ``True``)
+        **kwargs: ``transform``, ``pre_transform``, ``force_reload``, ``top_k``
+            (default ``1000``), ``raw_dir``, ``log``: see
+            :class:`~almea_pyg.datasets.base.PairDataset`.
     """
 
+    PAIRS = tuple(PAIRS)
+    HOME = "https://github.com/mniepert/mmkb"
+    LAYOUT = "mmkb's layout (FB15K/FB15K_EntityTriples.txt, ...)"
+    PAIR_FOLDER = False
+
     def __init__(
-        self,
-        root: str,
-        pair: DatasetPairName = "FB15K_DB15K",
-        *,
-        transform: Callable[[MMKGPair], MMKGPair] | None = None,
-        pre_transform: Callable[[MMKGPair], MMKGPair] | None = None,
-        force_reload: bool = False,
-        top_k: int = 1000,
-        raw_dir: str | os.PathLike | None = None,
-        log: bool = True,
+        self, root: str, pair: DatasetPairName = "FB15K_DB15K", **kwargs: Any
     ) -> None:
-        if pair not in PAIRS:
-            raise ValueError(f"pair must be one of {sorted(PAIRS)}, got {pair!r}")
-        if raw_dir is not None and not Path(raw_dir).is_dir():
-            raise FileNotFoundError(f"raw_dir {raw_dir}: no such directory")
-        self.pair_name = pair
-        self.top_k = top_k
-        self._local_raw_dir = None if raw_dir is None else osp.abspath(raw_dir)
-        self._fingerprint: str | None = None
-        super().__init__(
-            str(root), transform, pre_transform, force_reload=force_reload, log=log
-        )
-        self._pair = MMKGPair.load(self.processed_paths[0])
-
-    @property
-    def raw_dir(self) -> str:
-        return self._local_raw_dir or osp.join(self.root, "raw")
-
-    @property
-    def processed_dir(self) -> str:
-        return osp.join(self.root, "processed", self.pair_name)
+        super().__init__(root, pair, **kwargs)
 
     @property
     def raw_file_names(self) -> list[str]:
@@ -155,108 +102,14 @@ class MMKB(Dataset):
             for kind in KG_FILES[kg]
         ]
 
-    @property
-    def processed_file_names(self) -> str:
-        return f"{self._cache_stem}_{self.raw_fingerprint()}.pt"
+    def raw_url(self, name: str) -> str:
+        return URL.format(path=name)
 
-    @property
-    def _cache_stem(self) -> str:
-        return f"pair_top{self.top_k}"
+    def raw_sha256(self, name: str) -> str | None:
+        return SHA256.get(name)
 
-    def raw_fingerprint(self) -> str:
-        """The first 16 hex digits of a SHA-256 over the raw files' names and bytes.
-
-        Part of the processed file name, so that a pair processed from other raw
-        files is never returned for these (computed once, after the download).
-        """
-        if self._fingerprint is None:
-            digest = hashlib.sha256()
-            for name in self.raw_file_names:
-                checksum = sha256sum(osp.join(self.raw_dir, name))
-                digest.update(f"{name}\t{checksum}\n".encode())
-            self._fingerprint = digest.hexdigest()[:16]
-        return self._fingerprint
-
-    def _stale_caches(self) -> list[Path]:
-        """Processed files of this ``top_k`` made from other raw files."""
-        folder = Path(self.processed_dir)
-        found = [*folder.glob(f"{self._cache_stem}.pt")]
-        found += folder.glob(f"{self._cache_stem}_*.pt")
-        return [path for path in found if path.name != self.processed_file_names]
-
-    def download(self) -> None:
-        missing = [name for name in self.raw_file_names if not self._has_raw(name)]
-        if self._local_raw_dir is not None:
-            raise FileNotFoundError(
-                f"raw_dir {self.raw_dir} lacks {missing}; it must hold mmkb's "
-                "layout (FB15K/FB15K_EntityTriples.txt, ...)"
-            )
-        for name in missing:
-            self._download_file(name)
-
-    def _has_raw(self, name: str) -> bool:
-        return osp.isfile(osp.join(self.raw_dir, name))
-
-    def _download_file(self, name: str) -> None:
-        folder, filename = osp.split(osp.join(self.raw_dir, name))
-        url = URL.format(path=name)
-        part = osp.join(folder, filename + ".part")
-        try:
-            download_url(url, folder, log=self.log, filename=filename + ".part")
-        except (URLError, OSError) as error:
-            if osp.exists(part):
-                os.remove(part)
-            raise RuntimeError(
-                f"Could not download {url} ({error}). Get the files of "
-                f"{' and '.join(PAIRS[self.pair_name])} from "
-                f"https://github.com/mniepert/mmkb by hand and put them in "
-                f"{self.raw_dir} as {', '.join(self.raw_file_names)}, or pass "
-                "raw_dir= pointing to a directory in that layout."
-            ) from error
-        checksum = sha256sum(part)
-        expected = SHA256.get(name)
-        if expected is not None and checksum != expected:
-            os.remove(part)
-            raise RuntimeError(
-                f"{url}: SHA-256 {checksum} does not match the expected {expected}; "
-                f"the upstream file changed or the download is corrupt. Put a "
-                f"verified copy at {osp.join(self.raw_dir, name)} by hand."
-            )
-        if expected is None:
-            logger.info("%s: no reference checksum, SHA-256 %s", name, checksum)
-        os.replace(part, osp.join(folder, filename))
-
-    def process(self) -> None:
-        stale = self._stale_caches()
-        if stale:
-            logger.info(
-                "%s: the raw files in %s differ from those of the cached %s; "
-                "processing again",
-                self.pair_name,
-                self.raw_dir,
-                ", ".join(path.name for path in stale),
-            )
-        pair = read_mmkb_pair(self.raw_dir, *PAIRS[self.pair_name])
-        pair = BuildModalityFeatures(top_k=self.top_k)(pair)
-        if self.pre_transform is not None:
-            pair = self.pre_transform(pair)
-        pair.save(self.processed_paths[0])
-        for path in stale:
-            path.unlink()
-
-    def len(self) -> int:
-        return 1
-
-    def get(self, idx: int) -> MMKGPair:
-        return self._pair
-
-    @property
-    def pair(self) -> MMKGPair:
-        """The (transformed) pair: ``dataset[0]``."""
-        return self[0]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.pair_name})"
+    def read_raw(self) -> MMKGPair:
+        return read_mmkb_pair(self.raw_dir, *PAIRS[self.pair_name])
 
 
 class FB15KDB15K(MMKB):

@@ -8,10 +8,11 @@ from urllib.error import URLError
 import pytest
 import torch
 
+import almea_pyg.datasets.base as base_module
 import almea_pyg.datasets.mmkb as mmkb_module
 from almea_pyg.data.pair import MMKGPair
 from almea_pyg.datasets import FB15KDB15K, FB15KYAGO15K, MMKB
-from almea_pyg.datasets.mmkb import sha256sum
+from almea_pyg.datasets.base import sha256sum
 from almea_pyg.typing import ENTITY, RELATION_EDGE
 
 FILES = {
@@ -72,7 +73,7 @@ def test_cache_follows_the_raw_files(tmp_path, raw_dir, caplog):
     links.write_text("/m/a <SameAs> <B> .\n/m/b <SameAs> <A> .\n")
     root = tmp_path / "root"
     first = MMKB(root, raw_dir=raw_dir)[0]
-    with caplog.at_level(logging.INFO, logger="almea_pyg.datasets.mmkb"):
+    with caplog.at_level(logging.INFO, logger="almea_pyg.datasets.base"):
         second = MMKB(root, raw_dir=other)[0]
     assert first.links.tolist() == [[0, 1], [0, 1]]
     assert second.links.tolist() == [[0, 1], [1, 0]]
@@ -129,7 +130,7 @@ def fake_download(files):
 
 
 def test_download(tmp_path, raw_dir, monkeypatch):
-    monkeypatch.setattr(mmkb_module, "download_url", fake_download(FILES))
+    monkeypatch.setattr(base_module, "download_url", fake_download(FILES))
     checksums = {name: sha256sum(raw_dir / name) for name in FILES}
     monkeypatch.setattr(mmkb_module, "SHA256", checksums)
     dataset = MMKB(tmp_path / "root", log=False)
@@ -142,7 +143,7 @@ def test_download(tmp_path, raw_dir, monkeypatch):
 
 
 def test_download_checksum_mismatch(tmp_path, monkeypatch):
-    monkeypatch.setattr(mmkb_module, "download_url", fake_download(FILES))
+    monkeypatch.setattr(base_module, "download_url", fake_download(FILES))
     with pytest.raises(RuntimeError, match="SHA-256 .* does not match") as info:
         MMKB(tmp_path, log=False)
     assert "by hand" in str(info.value)
@@ -157,7 +158,7 @@ def test_download_failure_says_where_to_put_the_files(tmp_path, monkeypatch):
     def offline(url, folder, log=True, filename=None):
         raise URLError("no network")
 
-    monkeypatch.setattr(mmkb_module, "download_url", offline)
+    monkeypatch.setattr(base_module, "download_url", offline)
     with pytest.raises(RuntimeError, match="by hand") as info:
         MMKB(tmp_path, "FB15K_YAGO15K", log=False)
     message = str(info.value)

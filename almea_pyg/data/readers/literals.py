@@ -68,3 +68,10 @@ def lexical_form(literal: str) -> str | None:
         return literal if literal and " " not in literal else None
     match = _TYPED.match(literal)
     return None if match is None else match["lexical"]
+
+
+def literal_value(text: str) -> float:
+    """:func:`parse_value` of a literal written bare (``1982``) or in N-Triples
+    form (``"1982"^^<...#gYear>``, ``"Rome"@en``)."""
+    lexical = lexical_form(text.strip())
+    return parse_value(text if lexical is None else lexical)

@@ -1,11 +1,14 @@
 """Reader of the processed MMEA layout read by the MCLEA, MEAformer and ALMEA code.
 
-A directory such as ``FB15K_DB15K/`` holds
+The same layout, with ``ref_ent_ids`` for the links, is that of DBP15K as the
+GCN-Align, JAPE and RDGCN code distribute it. A directory such as
+``FB15K_DB15K/`` (or ``zh_en/``) holds
 
 * ``ent_ids_1``, ``ent_ids_2``: ``id<TAB>name``, global ids (the second KG's ids
   usually continue after the first's);
 * ``triples_1``, ``triples_2``: ``h<TAB>r<TAB>t`` in global entity and relation ids;
-* ``ill_ent_ids``: ``id1<TAB>id2``, the alignment links (first KG first);
+* ``ill_ent_ids`` (or, when it is absent, ``ref_ent_ids``): ``id1<TAB>id2``, the
+  alignment links (first KG first);
 * ``training_attrs_1``, ``training_attrs_2`` (optional): an entity name, then the
   names of its attributes, TAB-separated (no values: ``value`` is NaN);
 * ``*_id_img_feature_dict.pkl`` (optional): a pickled ``{global id: vector}``,
@@ -47,6 +50,9 @@ from almea_pyg.data.readers._utils import (
 logger = logging.getLogger(__name__)
 
 IMAGE_PATTERN = "*_id_img_feature_dict.pkl"
+
+#: The links file names, in the order they are looked for.
+LINK_FILES = ("ill_ent_ids", "ref_ent_ids")
 
 
 def _parse_ints(path: Path, number: int, fields: list[str], layout: str) -> list[int]:
@@ -286,6 +292,16 @@ def _load_image_dict(path: Path) -> dict[int, np.ndarray]:
         ) from None
 
 
+def links_file(directory: Path) -> Path:
+    """The first of :data:`LINK_FILES` in ``directory``."""
+    for name in LINK_FILES:
+        if (directory / name).is_file():
+            return directory / name
+    raise FileNotFoundError(
+        f"{directory / LINK_FILES[0]}: no such file (nor {LINK_FILES[1]})"
+    )
+
+
 def read_mmea_pair(
     directory: PathLike,
     *,
@@ -313,7 +329,7 @@ def read_mmea_pair(
     ids_2, names_2 = read_ent_ids(directory / "ent_ids_2", set(ids_1))
     source = _read_side(directory, 1, ids_1, names_1)
     target = _read_side(directory, 2, ids_2, names_2)
-    links_path = directory / "ill_ent_ids"
+    links_path = links_file(directory)
     links = read_ill_links(links_path, (_lookup_table(ids_1), _lookup_table(ids_2)))
     check_link_ends(links_path, links, (("KG 1", source), ("KG 2", target)))
 

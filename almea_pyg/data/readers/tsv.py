@@ -3,10 +3,10 @@
 One KG is
 
 * a triples file, ``head<TAB>relation<TAB>tail`` per line (any strings);
-* optionally an attributes file, ``entity<TAB>attribute[<TAB>value]``: values are
-  parsed as numbers, years or dates
-  (:func:`~almea_pyg.data.readers.literals.parse_value`), NaN when absent or not
-  numeric; entities only named here are added to the KG;
+* optionally an attributes file, ``entity<TAB>attribute[<TAB>value]``: values,
+  bare or as N-Triples literals (``"1982"^^<...#gYear>``), are parsed as numbers,
+  years or dates (:func:`~almea_pyg.data.readers.literals.literal_value`), NaN
+  when absent or not numeric; entities only named here are added to the KG;
 * optionally feature matrices per modality (``"img"``, ``"text"``, ...): a ``.pt``
   file holding ``{"ids": [...], "x": Tensor}``, or a ``.npy`` / ``.pt`` matrix
   plus an ids file (one entity id per line, the id of each row). Rows are
@@ -20,6 +20,11 @@ be given as a directory in this layout::
     attributes.tsv            (optional)
     features/<name>.pt        (optional: {"ids", "x"}, or a matrix with <name>.ids)
     features/<name>.npy       (optional, with features/<name>.ids)
+
+and a pair directory, as :func:`~almea_pyg.data.readers.detect.read_pair` finds
+it, holds two KG directories and the links::
+
+    source/   target/   links.tsv
 
 Example:
     >>> pair = read_tsv_pair("my_kg_a/", "my_kg_b/", "links.tsv")
@@ -51,7 +56,7 @@ from almea_pyg.data.readers._utils import (
     to_index_tensor,
     unique_columns,
 )
-from almea_pyg.data.readers.literals import parse_value
+from almea_pyg.data.readers.literals import literal_value
 from almea_pyg.typing import ENTITY
 
 logger = logging.getLogger(__name__)
@@ -66,9 +71,12 @@ TRIPLES_FILE = "triples.tsv"
 ATTRIBUTES_FILE = "attributes.tsv"
 FEATURES_DIR = "features"
 IDS_SUFFIX = ".ids"
+#: A pair directory: the two KG directories and the links file.
+PAIR_FILES = ("source", "target", "links.tsv")
 
 
-def _read_triples(path: Path, entities: Vocabulary, relations: Vocabulary) -> Tensor:
+def read_triples(path: Path, entities: Vocabulary, relations: Vocabulary) -> Tensor:
+    """Unique ``(3, E)`` index triples of a ``head<TAB>relation<TAB>tail`` file."""
     rows: tuple[list[int], list[int], list[int]] = ([], [], [])
     for _, fields in iter_tab_fields(path, "head<TAB>relation<TAB>tail"):
         rows[0].append(entities.add(fields[0]))
@@ -79,13 +87,22 @@ def _read_triples(path: Path, entities: Vocabulary, relations: Vocabulary) -> Te
     return unique_columns(to_index_tensor(rows))
 
 
-def _read_attributes(
-    path: Path, entities: Vocabulary, attributes: Vocabulary
+def read_attributes(
+    path: Path,
+    entities: Vocabulary,
+    attributes: Vocabulary,
+    *,
+    tabs_in_values: bool = False,
 ) -> tuple[Tensor, Tensor]:
+    """Unique ``(entity, attribute)`` facts ``(2, E_a)`` and their values ``(E_a,)``.
+
+    With ``tabs_in_values`` the value is the rest of the line after the second
+    TAB (OpenEA's literals may hold TABs); otherwise a third TAB is an error.
+    """
     values = Vocabulary([""])
     rows: tuple[list[int], list[int], list[int]] = ([], [], [])
     for number, line in iter_lines(path):
-        fields = line.split("\t")
+        fields = line.split("\t", 2 if tabs_in_values else -1)
         if len(fields) not in (2, 3) or not fields[0] or not fields[1]:
             raise DataFormatError(
                 path,
@@ -97,7 +114,7 @@ def _read_attributes(
         rows[1].append(attributes.add(fields[1]))
         rows[2].append(values.add(fields[2] if len(fields) == 3 else ""))
     facts = unique_columns(to_index_tensor(rows))
-    parsed = torch.tensor([parse_value(text) for text in values.tokens])
+    parsed = torch.tensor([literal_value(text) for text in values.tokens])
     return facts[:2], parsed[facts[2]]
 
 
@@ -165,6 +182,37 @@ def load_features(source: FeatureSource) -> tuple[list[str], Tensor]:
     return ids, matrix
 
 
+def read_triples_kg(
+    triples_path: PathLike,
+    attributes_path: PathLike | None = None,
+    *,
+    tabs_in_values: bool = False,
+) -> HeteroData:
+    """One KG from a triples file and an optional attributes file (no features).
+
+    Entities are those of the triples, then those only in attribute facts, in
+    order of first appearance. ``tabs_in_values``: see :func:`read_attributes`.
+    """
+    entities, relations, attributes = Vocabulary(), Vocabulary(), Vocabulary()
+    triples = read_triples(require_file(triples_path), entities, relations)
+    facts = values = None
+    if attributes_path is not None:
+        facts, values = read_attributes(
+            require_file(attributes_path),
+            entities,
+            attributes,
+            tabs_in_values=tabs_in_values,
+        )
+    return make_kg(
+        entities.tokens,
+        triples,
+        relations.tokens,
+        attribute_facts=facts,
+        attribute_values=values,
+        attribute_names=attributes.tokens if facts is not None else None,
+    )
+
+
 def read_tsv_kg(
     triples_path: PathLike,
     *,
@@ -184,21 +232,7 @@ def read_tsv_kg(
         normalize_features (bool, optional): L2-normalise feature rows.
             (default: ``True``)
     """
-    entities, relations, attributes = Vocabulary(), Vocabulary(), Vocabulary()
-    triples = _read_triples(require_file(triples_path), entities, relations)
-    facts = values = None
-    if attributes_path is not None:
-        facts, values = _read_attributes(
-            require_file(attributes_path), entities, attributes
-        )
-    kg = make_kg(
-        entities.tokens,
-        triples,
-        relations.tokens,
-        attribute_facts=facts,
-        attribute_values=values,
-        attribute_names=attributes.tokens if facts is not None else None,
-    )
+    kg = read_triples_kg(triples_path, attributes_path)
     for name, source in (features or {}).items():
         ids, matrix = load_features(source)
         attach_features(

@@ -47,6 +47,31 @@ MMEA_FILES = {
     "training_attrs_2": "<B>\tattrZ\n",
 }
 
+OPENEA_FILES = {
+    "rel_triples_1": "db:A\tdb:r1\tdb:B\ndb:B\tdb:r2\tdb:C\ndb:A\tdb:r1\tdb:B\n",
+    "rel_triples_2": "wd:Q1\twd:P1\twd:Q2\nwd:Q2\twd:P1\twd:Q3\n",
+    "attr_triples_1": (
+        "db:A\tdb:birthDate\t1982-05-03\n"
+        "db:B\tdb:motto\tCan we fix it?\tYes we can\n"
+        f'db:D\tdb:height\t"1.85"^^<{XSD}double>\n'
+    ),
+    "attr_triples_2": "wd:Q1\twd:P569\t1982\n",
+    "ent_links": "db:A\twd:Q1\ndb:B\twd:Q2\ndb:C\twd:Q3\n",
+    "721_5fold/1/train_links": "db:A\twd:Q1\n",
+    "721_5fold/1/valid_links": "db:B\twd:Q2\n",
+    "721_5fold/1/test_links": "db:C\twd:Q3\n",
+    "721_5fold/2/train_links": "db:C\twd:Q3\n",
+    "721_5fold/2/valid_links": "db:A\twd:Q1\n",
+    "721_5fold/2/test_links": "db:B\twd:Q2\n",
+}
+
+TSV_PAIR_FILES = {
+    "source/triples.tsv": "alice\tknows\tbob\nbob\tworks_at\tacme\n",
+    "source/attributes.tsv": "alice\theight\t1.70\n",
+    "target/triples.tsv": "A\tr\tB\nB\tr\tC\n",
+    "links.tsv": "alice\tA\nbob\tB\n",
+}
+
 
 def write_files(root: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
@@ -72,3 +97,26 @@ def mmkb_root(tmp_path: Path) -> Path:
 def mmea_dir(tmp_path: Path) -> Path:
     """A processed MMEA directory with 3 + 3 entities and 2 links."""
     return write_files(tmp_path / "FB_DB", MMEA_FILES)
+
+
+@pytest.fixture
+def openea_dir(tmp_path: Path) -> Path:
+    """An OpenEA pair directory: 4 + 3 entities, 3 links, two folds."""
+    return write_files(tmp_path / "D_W_15K_V1", OPENEA_FILES)
+
+
+@pytest.fixture
+def tsv_pair_dir(tmp_path: Path) -> Path:
+    """A TSV pair directory: source/, target/ and links.tsv."""
+    return write_files(tmp_path / "mine", TSV_PAIR_FILES)
+
+
+@pytest.fixture
+def fixture_files() -> dict[str, dict[str, str]]:
+    """The fixture files of every reader's layout, by layout name."""
+    return {
+        "mmkb": MMKB_FILES,
+        "mmea": MMEA_FILES,
+        "openea": OPENEA_FILES,
+        "tsv": TSV_PAIR_FILES,
+    }

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from almea_pyg.data.readers.literals import lexical_form, parse_value
+from almea_pyg.data.readers.literals import lexical_form, literal_value, parse_value
 
 
 @pytest.mark.parametrize(
@@ -59,3 +59,19 @@ def test_dates_are_monotone():
 )
 def test_lexical_form(literal, expected):
     assert lexical_form(literal) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1982", 1982.0),
+        ('"1982"^^<http://www.w3.org/2001/XMLSchema#gYear>', 1982.0),
+        ('"1.85"^^xsd:double', 1.85),
+        (' "1982-05" ', 1982 + 4 / 12),
+        ('"Rome"@it', math.nan),
+        ("Can we fix it?", math.nan),
+        ("", math.nan),
+    ],
+)
+def test_literal_value(text, expected):
+    assert literal_value(text) == pytest.approx(expected, nan_ok=True)

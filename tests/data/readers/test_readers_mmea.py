@@ -60,8 +60,17 @@ def test_missing_directory_and_file(tmp_path, mmea_dir):
     with pytest.raises(FileNotFoundError, match="nope"):
         read_mmea_pair(tmp_path / "nope")
     (mmea_dir / "ill_ent_ids").unlink()
-    with pytest.raises(FileNotFoundError, match="ill_ent_ids"):
+    with pytest.raises(FileNotFoundError, match="ill_ent_ids: .*nor ref_ent_ids"):
         read_mmea_pair(mmea_dir)
+
+
+def test_ref_ent_ids_when_no_ill_ent_ids(mmea_dir, write):
+    """DBP15K as GCN-Align, JAPE and RDGCN ship it names the links ref_ent_ids."""
+    (mmea_dir / "ill_ent_ids").rename(mmea_dir / "ref_ent_ids")
+    assert read_mmea_pair(mmea_dir).links.tolist() == [[0, 1], [0, 1]]
+    # ill_ent_ids comes first when both are there.
+    write(mmea_dir, {"ill_ent_ids": "2\t5\n"})
+    assert read_mmea_pair(mmea_dir).links.tolist() == [[2], [2]]
 
 
 BROKEN = [
