@@ -3,7 +3,9 @@
 The reference is the SPEC §6.4 ADMM written plainly (unscaled dual, a fresh sort of
 every column for every simplex projection, one problem at a time), as the paper's
 code does. Both run the same fixed number of iterations (``tol=0``) on the same
-problems, so their iterates, and hence their representatives, should be identical.
+problems with the paper's fixed ρ (``rho_rule="fixed"``), so their iterates, and hence
+their representatives, should be identical; the library's adaptive-ρ iteration (the
+default) is timed too.
 
     python benchmarks/ds3_speed.py --sizes 500 1000 2000 4000 --iters 20
 
@@ -109,7 +111,9 @@ def peak_memory(K: int, solver: str, args) -> float:
 def _solver(name: str, A, D, args, iters: int):
     lam = args.alpha * A.norm() / A.size(0) ** 0.5
     if name == "ds3":
-        return lambda: ds3(A, lam=lam, row_weights=D, max_iter=iters, tol=0.0)
+        return lambda: ds3(
+            A, lam=lam, row_weights=D, max_iter=iters, tol=0.0, rho_rule="fixed"
+        )
     return lambda: reference_ds3(A, D, lam, iters=iters)
 
 
@@ -141,12 +145,16 @@ def bench_size(K, args, dtype):
     lam = args.alpha * A.norm() / K**0.5
     n = args.iters
 
-    def lib(iters):
-        return lambda: ds3(A, lam=lam, row_weights=D, max_iter=iters, tol=0.0)
+    def lib(iters, rule="fixed"):
+        return lambda: ds3(
+            A, lam=lam, row_weights=D, max_iter=iters, tol=0.0, rho_rule=rule
+        )
 
     t1, out = measure(lib(n), args.device, args.repeats)
     t2, _ = measure(lib(2 * n), args.device, args.repeats)
     lib_ms = 1e3 * (t2 - t1) / n  # marginal cost of one iteration
+    a1, _ = measure(lib(n, "adaptive"), args.device, args.repeats)
+    a2, _ = measure(lib(2 * n, "adaptive"), args.device, args.repeats)
     ref_t, ref_P = measure(lambda: reference_ds3(A, D, lam, iters=n), args.device, 1)
     mem_lib, mem_ref = peak_memory(K, "ds3", args), peak_memory(K, "reference", args)
     ref_ms = 1e3 * ref_t / n
@@ -154,6 +162,7 @@ def bench_size(K, args, dtype):
     return {
         "K": K,
         "ds3_ms_per_iter": round(lib_ms, 3),
+        "ds3_adaptive_ms_per_iter": round(1e3 * (a2 - a1) / n, 3),
         "ds3_ms_per_call_amortised": round(1e3 * t1 / n, 3),
         "reference_ms_per_iter": round(ref_ms, 3),
         "speedup": round(ref_ms / lib_ms, 2),
@@ -172,7 +181,7 @@ def bench_batch(args, dtype, B=8, K=500):
     ]
     A = torch.stack([p[0] for p in problems])
     D = torch.stack([p[1] for p in problems])
-    kwargs = dict(alpha=args.alpha, max_iter=args.iters, tol=0.0)
+    kwargs = dict(alpha=args.alpha, max_iter=args.iters, tol=0.0, rho_rule="fixed")
     batch_t, batch = measure(lambda: ds3(A, row_weights=D, **kwargs), args.device, 3)
     loop_t, loop = measure(
         lambda: [ds3(A[b], row_weights=D[b], **kwargs) for b in range(B)],
@@ -237,7 +246,8 @@ def main() -> None:
             "alpha": args.alpha,
             "repeats": args.repeats,
             "timing": "ds3: marginal time per iteration, (t(2n) - t(n)) / n, best of "
-            "repeats; reference: one run of n iterations / n; tol=0 so both run "
+            "repeats, rho_rule fixed (and adaptive, whose checks may rescale U); "
+            "reference: one run of n iterations / n; tol=0 so both run "
             "exactly n iterations on the same problem",
             "memory": f"peak RSS above the level before one call of {MEMORY_ITERS} "
             "iterations, in a child process with MALLOC_MMAP_THRESHOLD_=131072 "

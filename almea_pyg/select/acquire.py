@@ -1,7 +1,7 @@
 """DS3 acquisition from embeddings: pool → A, D → DS3 → confident representatives."""
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor
@@ -13,9 +13,13 @@ from almea_pyg.select.dissimilarity import (
     diversity_scores,
     pair_embeddings,
 )
-from almea_pyg.select.ds3 import DS3Result, ds3
+from almea_pyg.select.ds3 import DS3Result, LamRule, RhoRule, ds3
 from almea_pyg.select.pool import CandidatePool, candidate_pool, merge_indices
 from almea_pyg.typing import SimilarityMetric
+
+#: How ``A`` is built: Eq. 5 (``"paper"``) or the public code's CSLS distances.
+Dissimilarity = Literal["paper", "csls"]
+DISSIMILARITIES: tuple[str, ...] = ("paper", "csls")
 
 
 @dataclass
@@ -44,6 +48,8 @@ def ds3_acquire(
     budget: int,
     *,
     alpha: float = 0.35,
+    lam_rule: LamRule = "paper",
+    dissimilarity: Dissimilarity = "paper",
     sigma: float = DEFAULT_SIGMA,
     tau: Optional[float] = None,
     prune: Optional[float] = None,
@@ -53,6 +59,7 @@ def ds3_acquire(
     exclude_target: Optional[Tensor] = None,
     normalize: bool = True,
     rho: float = 0.1,
+    rho_rule: RhoRule = "adaptive",
     max_iter: int = 1000,
     tol: float = 1e-7,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -72,6 +79,13 @@ def ds3_acquire(
         labelled: Labelled pairs ``[2, L]``; their entities leave the pool.
         budget: Maximum number of pairs.
         alpha: Sparsification factor of DS3. (default: ``0.35``)
+        lam_rule: ``"paper"`` (``λ = α‖A‖_F/√K``), ``"relative"`` (``λ = α λ_max``,
+            ``α ≥ 1``: one representative) or ``"code"`` (``λ = α``); see
+            :func:`~almea_pyg.select.ds3.ds3`. (default: ``"paper"``)
+        dissimilarity: ``"paper"`` (Eq. 5) or ``"csls"`` (the public code's ``A``
+            from CSLS distances with ``csls_k``; see
+            :func:`~almea_pyg.select.dissimilarity.dissimilarity_matrix`).
+            (default: ``"paper"``)
         sigma: Upper end σ of the diversity scores. (default: ``3.0``)
         tau: Confidence threshold on the pair score. (default: ``None``)
         prune: Keep this top fraction of the pool (App. B.6). (default: ``None``)
@@ -80,7 +94,9 @@ def ds3_acquire(
         exclude_source: More source indices to leave out (e.g. test entities).
         exclude_target: More target indices to leave out.
         normalize: L2-normalise embeddings before Eqs. 5-6. (default: ``True``)
-        rho: ADMM penalty. (default: ``0.1``)
+        rho: Initial ADMM penalty. (default: ``0.1``)
+        rho_rule: ``"fixed"`` (the paper's) or ``"adaptive"`` (residual
+            balancing). (default: ``"adaptive"``)
         max_iter: ADMM iteration limit. (default: ``1000``)
         tol: ADMM tolerance. (default: ``1e-7``)
         chunk_size: Rows per similarity / distance block.
@@ -91,6 +107,11 @@ def ds3_acquire(
     if labelled.dim() != 2 or labelled.size(0) != 2:
         raise ValueError(
             f"ds3_acquire: labelled must be [2, L], got {tuple(labelled.shape)}"
+        )
+    if dissimilarity not in DISSIMILARITIES:
+        raise ValueError(
+            f"ds3_acquire: dissimilarity must be one of {DISSIMILARITIES}, "
+            f"got {dissimilarity!r}"
         )
     labelled = labelled.to(device=source_emb.device, dtype=torch.long)
     pool = candidate_pool(
@@ -117,9 +138,21 @@ def ds3_acquire(
     if len(pool) == 0 or budget == 0:
         empty = pool.source_index[:0]
         return DS3Acquisition(empty, empty, pool.score[:0], pool, diversity, None)
-    A = dissimilarity_matrix(h_s, h_t, chunk_size=chunk_size)
+    A = dissimilarity_matrix(
+        h_s,
+        h_t,
+        csls_k=csls_k if dissimilarity == "csls" else None,
+        chunk_size=chunk_size,
+    )
     result = ds3(
-        A, alpha=alpha, row_weights=diversity, rho=rho, max_iter=max_iter, tol=tol
+        A,
+        alpha=alpha,
+        lam_rule=lam_rule,
+        row_weights=diversity,
+        rho=rho,
+        rho_rule=rho_rule,
+        max_iter=max_iter,
+        tol=tol,
     )
     # The pool is sorted by confidence, so a lower position is a more confident pair.
     chosen = result.representatives.sort().values

@@ -5,6 +5,8 @@ A candidate pair ``q = (S, T)`` is represented by the concatenation ``[h_S, h_T]
 concatenations; both matrices below are built that way, in row chunks.
 """
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -24,6 +26,7 @@ def dissimilarity_matrix(
     target: Tensor,
     *,
     normalize: bool = True,
+    csls_k: Optional[int] = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Tensor:
     r"""Pairwise dissimilarity of candidate pairs (Eq. 5), min-max normalised.
@@ -31,10 +34,19 @@ def dissimilarity_matrix(
     ``A[i, j] = ½(‖h_Si − h_Sj‖² + ‖h_Ti − h_Tj‖²)``, then ``(A − min) / (max − min)``
     (all zeros when every pair is identical). The diagonal is exactly zero.
 
+    With ``csls_k``, the paper's public code's ``A`` instead: per side, the squared
+    distances ``d_ij = ‖h_i − h_j‖²`` become CSLS distances ``1 − csls(1 − d)``,
+    i.e. ``2 d_ij + r_i + r_j − 1`` with ``r_i`` the mean of the ``csls_k`` largest
+    ``1 − d_il`` (``i`` itself included), each side min-max normalised, then the two
+    averaged. Its diagonal is not zero: ``2 r_i − 1`` (after normalisation) makes a
+    pair in a dense neighbourhood a costlier representative.
+
     Args:
         source: Source embeddings of the ``K`` candidate pairs.
         target: Target embeddings of the same pairs.
         normalize: Min-max normalise. (default: ``True``)
+        csls_k: Neighbourhood size of the public code's CSLS form; ``None``
+            (default) for Eq. 5.
         chunk_size: Rows per block.
 
     Shapes:
@@ -42,6 +54,9 @@ def dissimilarity_matrix(
     """
     if source.size(0) != target.size(0):
         raise ValueError("dissimilarity_matrix: source and target need the same K")
+    if csls_k is not None:
+        A = _csls_distance(source, csls_k, normalize, chunk_size)
+        return A.add_(_csls_distance(target, csls_k, normalize, chunk_size)).mul_(0.5)
     pair = torch.cat([source, target], dim=-1)
     K = pair.size(0)
     A = pair.new_empty(K, K)
@@ -57,6 +72,32 @@ def dissimilarity_matrix(
         else:
             A.zero_()
     return A
+
+
+def _csls_distance(x: Tensor, k: int, normalize: bool, chunk_size: int) -> Tensor:
+    """``1 − csls(1 − ‖x_i − x_j‖²)`` over the rows of ``x``, min-max normalised."""
+    if k < 1:
+        raise ValueError(f"dissimilarity_matrix: csls_k must be >= 1, got {k}")
+    K = x.size(0)
+    out = x.new_empty(K, K)
+    for start in range(0, K, chunk_size):
+        out[start : start + chunk_size] = _half_sq_dist(
+            x[start : start + chunk_size], x
+        )
+    out.mul_(2)  # squared distances d
+    if K == 0:
+        return out
+    # r_i: mean of the k largest similarities 1 − d_il; d is symmetric, so the
+    # column means equal the row means.
+    r = (1 - out.topk(min(k, K), dim=-1, largest=False).values).mean(-1)
+    out.mul_(2).add_(r[:, None]).add_(r[None, :]).sub_(1)
+    if normalize:
+        low, high = out.min(), out.max()
+        if high > low:
+            out.sub_(low).div_(high - low)
+        else:
+            out.zero_()
+    return out
 
 
 def diversity_scores(

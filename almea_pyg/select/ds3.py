@@ -31,7 +31,7 @@ only time the loop reads anything back from the device.
 import logging
 import math
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 import torch
 from torch import Tensor
@@ -43,6 +43,21 @@ REPRESENTATIVE_RATIO = 0.1
 #: Cap on threshold steps per projection (Michelot's method is finite; this bounds
 #: the floating-point corner case of an entry flickering at the threshold).
 MAX_NEWTON_STEPS = 50
+#: How λ is set from ``alpha`` (see :func:`ds3`).
+LamRule = Literal["paper", "relative", "code"]
+LAM_RULES: tuple[str, ...] = ("paper", "relative", "code")
+#: How ρ evolves: the paper's fixed ρ, or residual balancing.
+RhoRule = Literal["fixed", "adaptive"]
+RHO_RULES: tuple[str, ...] = ("fixed", "adaptive")
+#: Residual balancing (Boyd et al. 2011, §3.4.1): when the primal residual exceeds
+#: ``RESIDUAL_RATIO`` times the dual one, ρ is multiplied by ``RHO_FACTOR`` (and
+#: divided in the opposite case); ρ changes at most ``MAX_RHO_CHANGES`` times per
+#: problem, after which it stays fixed and the usual ADMM convergence theory applies.
+RESIDUAL_RATIO = 10.0
+RHO_FACTOR = 2.0
+MAX_RHO_CHANGES = 30
+#: Relative tolerance of the bisection for ``λ_max``.
+LAM_MAX_RTOL = 1e-6
 #: Bytes of a block of rows on CPU (best of 1, 2, 4 MiB at K = 1,000-4,000 on
 #: 2 threads): the block's projection runs in cache.
 CACHE_BYTES = 1 << 22
@@ -61,6 +76,9 @@ class DS3Result:
         num_iterations: ADMM iterations run, shape ``()`` or ``(B,)``.
         converged: Whether the stopping test passed before ``max_iter``.
         lam: The λ used, shape ``()`` or ``(B,)``.
+        rho: The ρ of the last iteration (the initial ρ under ``rho_rule="fixed"``).
+        lam_max: ``λ_max`` of each problem under ``lam_rule="relative"``, else
+            ``None``.
     """
 
     Z: Tensor
@@ -69,6 +87,8 @@ class DS3Result:
     num_iterations: Tensor
     converged: Tensor
     lam: Tensor
+    rho: Optional[Tensor] = None
+    lam_max: Optional[Tensor] = None
 
 
 def simplex_projection(W: Tensor) -> Tensor:
@@ -163,17 +183,104 @@ def _check_input(A: Tensor, row_weights: Optional[Tensor]) -> tuple[Tensor, Tens
     return A, row_weights.expand(batch, K)
 
 
-def _batch_lambda(A: Tensor, alpha: float, lam, batch: int) -> Tensor:
+def _batch_lambda(
+    A: Tensor, weights: Tensor, alpha: float, lam, lam_rule: str, batch: int
+) -> tuple[Tensor, Optional[Tensor]]:
+    """λ per problem, and ``λ_max`` when the relative rule computed it."""
     K = A.size(-1)
     if lam is None:
-        # App. B.3: λ = α ‖A‖_F / √K, one λ per problem.
-        return alpha * torch.linalg.matrix_norm(A.view(batch, K, K)) / math.sqrt(K)
+        if lam_rule == "paper":
+            # App. B.3: λ = α ‖A‖_F / √K, one λ per problem.
+            norms = torch.linalg.matrix_norm(A.view(batch, K, K))
+            return alpha * norms / math.sqrt(max(K, 1)), None
+        if lam_rule == "relative":
+            lam_max = _lambda_max(A, weights)
+            return alpha * lam_max, lam_max
+        # "code": the public code's constant λ (its --lambda_), weighted by D per row.
+        return A.new_full((batch,), float(alpha)), None
     lam = torch.as_tensor(lam, dtype=A.dtype, device=A.device).reshape(-1)
     if lam.numel() not in (1, batch) or not bool(torch.isfinite(lam).all()):
         raise ValueError(f"ds3: lam must be a finite scalar or have {batch} entries")
     if bool((lam < 0).any()):
         raise ValueError("ds3: lam must be non-negative")
-    return lam.expand(batch).clone()
+    return lam.expand(batch).clone(), None
+
+
+def lambda_max(A: Tensor, row_weights: Optional[Tensor] = None) -> Tensor:
+    r"""The smallest λ at which a single representative is optimal.
+
+    ``Z = e_r 1ᵀ`` (row ``r`` represents everything) solves the DS3 problem iff, with
+    ``r`` the best single row ``argmin_i λ D_i √K + 1ᵀ a_i`` and ``a_i`` the rows of
+    ``A``, every other row satisfies the KKT condition
+
+        ‖(a_r − a_i + λ D_r / √K)₊‖₂ ≤ λ D_i
+
+    (the subgradient of row ``i``'s penalty must cover the columns where ``i`` is
+    cheaper than ``r`` plus ``r``'s marginal penalty). For unit weights this is
+    Elhamifar et al.'s ``λ_max,2 = max_i √K ‖a_i − a_r‖² / (2 · 1ᵀ(a_i − a_r))`` with
+    the positive part made exact. ``λ_max`` is found by bisection on this test (to a
+    relative ``1e-6``); it is what ``lam_rule="relative"`` multiplies by ``alpha``.
+
+    Args:
+        A: Dissimilarities, ``(K, K)`` or ``(B, K, K)``.
+        row_weights: Positive row weights ``D``, ``(K,)`` or ``(B, K)``; ones when
+            omitted.
+
+    Shapes:
+        A: ``(K, K)`` or ``(B, K, K)`` -> ``()`` or ``(B,)``.
+    """
+    A, weights = _check_input(A, row_weights)
+    batch, K = (1 if A.dim() == 2 else A.size(0)), A.size(-1)
+    work = A if A.dtype in (torch.float32, torch.float64) else A.float()
+    out = _lambda_max(work.reshape(batch, K, K), weights.to(work.dtype))
+    return out[0] if A.dim() == 2 else out
+
+
+def _one_row_optimal(A: Tensor, weights: Tensor, lam: Tensor) -> Tensor:
+    """Whether the best single-row ``Z`` passes the KKT test at ``lam``, per problem."""
+    batch, K = A.size(0), A.size(-1)
+    root = math.sqrt(K)
+    best = (lam[:, None] * weights * root + A.sum(-1)).argmin(-1)
+    idx = torch.arange(batch, device=A.device)
+    reference = A[idx, best] + (lam * weights[idx, best] / root)[:, None]  # [B, K]
+    slack = 1 + 64 * torch.finfo(A.dtype).eps
+    ok = torch.ones(batch, dtype=torch.bool, device=A.device)
+    size = _block_rows(A)
+    for start in range(0, K, size):
+        rows = slice(start, start + size)
+        gap = (reference[:, None, :] - A[:, rows]).clamp_min_(0)
+        fine = (
+            torch.linalg.vector_norm(gap, dim=-1)
+            <= slack * lam[:, None] * (weights[:, rows])
+        )
+        own = torch.arange(start, start + fine.size(1), device=A.device)
+        fine |= own[None, :] == best[:, None]
+        ok &= fine.all(-1)
+    return ok
+
+
+def _lambda_max(A: Tensor, weights: Tensor) -> Tensor:
+    batch, K = A.size(0), A.size(-1)
+    lo = A.new_zeros(batch)
+    if K <= 1:
+        return lo
+    if bool((weights <= 0).any()):
+        raise ValueError("ds3: lam_rule='relative' needs positive row_weights")
+    ok0 = _one_row_optimal(A, weights, lo)
+    scale = torch.linalg.matrix_norm(A) / math.sqrt(K) / weights.amin(-1)
+    hi = scale.clamp_min(torch.finfo(A.dtype).tiny ** 0.5)
+    for _ in range(200):
+        ok = _one_row_optimal(A, weights, hi) | ok0
+        if bool(ok.all()):
+            break
+        hi = torch.where(ok, hi, 2 * hi)
+    for _ in range(200):
+        if not bool(((hi - lo) > LAM_MAX_RTOL * hi).any()):
+            break
+        mid = (lo + hi) / 2
+        ok = _one_row_optimal(A, weights, mid)
+        hi, lo = torch.where(ok, mid, hi), torch.where(ok, lo, mid)
+    return torch.where(ok0, torch.zeros_like(hi), hi)
 
 
 def ds3(
@@ -181,8 +288,10 @@ def ds3(
     *,
     alpha: float = 0.35,
     lam: Union[float, Tensor, None] = None,
+    lam_rule: LamRule = "paper",
     row_weights: Optional[Tensor] = None,
     rho: float = 0.1,
+    rho_rule: RhoRule = "adaptive",
     max_iter: int = 1000,
     tol: float = 1e-7,
     check_every: int = 10,
@@ -192,17 +301,37 @@ def ds3(
 
     Args:
         A: Dissimilarities, ``A[i, j]`` the cost of ``i`` representing ``j``.
-        alpha: Sparsification factor: ``λ = α ‖A‖_F / √K`` (App. B.3). Larger values
-            give fewer representatives. (default: ``0.35``)
-        lam: λ itself (scalar or one per problem); overrides ``alpha``.
+        alpha: Sparsification factor; what it means depends on ``lam_rule``.
+            (default: ``0.35``)
+        lam: λ itself (scalar or one per problem); overrides ``alpha`` and
+            ``lam_rule``.
+        lam_rule: How λ follows from ``alpha``, per problem:
+
+            - ``"paper"`` (default): ``λ = α ‖A‖_F / √K`` (App. B.3). This λ grows
+              with the pool; past a few hundred pairs (or at large α) it exceeds
+              ``λ_max`` and one representative is optimal (with
+              ``rho_rule="fixed"`` the ADMM instead stays near the uniform ``Z``,
+              every row a representative, see ``docs/ds3.md``).
+            - ``"relative"``: ``λ = α · λ_max`` (:func:`lambda_max`, the smallest λ
+              at which one representative is optimal): ``α ≥ 1`` gives one
+              representative, smaller α more, at every pool size.
+            - ``"code"``: ``λ = α``, a constant as in the paper's public code
+              (``--lambda_``, 0.5 in its ``run_experiments.sh``), weighted per row
+              by ``D`` as the objective does.
         row_weights: Row penalty weights ``D`` (the diversity scores, Eq. 7), shape
             ``(K,)`` or ``(B, K)``; ones when omitted.
-        rho: ADMM penalty ρ. (default: ``0.1``)
+        rho: Initial ADMM penalty ρ. (default: ``0.1``)
+        rho_rule: ``"fixed"``: the paper's constant ρ. ``"adaptive"`` (default):
+            residual balancing every ``check_every`` iterations (ρ doubled when
+            ``Σ|Z − P|`` exceeds ``10 ρ Σ|P_t − P_{t−1}|``, halved in the opposite
+            case, the scaled dual rescaled; at most 30 changes per problem). The
+            same problem, solved in far fewer iterations when λ is large.
         max_iter: Iteration limit ``T_iter``. (default: ``1000``)
         tol: ``ε`` of the stopping tests ``mean|Z − P| ≤ ε``,
             ``mean|P_t − P_{t−1}| ≤ ε`` and ``mean|1ᵀP − 1| ≤ ε``. (default: ``1e-7``)
-        check_every: Evaluate the stopping tests every this many iterations (the
-            only host-device synchronisation inside the loop). (default: ``10``)
+        check_every: Evaluate the stopping tests (and adapt ρ) every this many
+            iterations (the only host-device synchronisation inside the loop).
+            (default: ``10``)
         newton_steps: Threshold (Newton) steps per P-update. ``None`` (default, on
             every device): step until every column's threshold is exact, which
             reads one flag back per step and makes the iterates those of the
@@ -227,6 +356,10 @@ def ds3(
             "ds3: need rho > 0, max_iter >= 1, tol >= 0, check_every >= 1 and "
             "newton_steps >= 1"
         )
+    if lam_rule not in LAM_RULES:
+        raise ValueError(f"ds3: lam_rule must be one of {LAM_RULES}, got {lam_rule!r}")
+    if rho_rule not in RHO_RULES:
+        raise ValueError(f"ds3: rho_rule must be one of {RHO_RULES}, got {rho_rule!r}")
     A, weights = _check_input(A, row_weights)
     single = A.dim() == 2
     batch, K = (1 if single else A.size(0)), A.size(-1)
@@ -235,15 +368,24 @@ def ds3(
     work = A if dtype in (torch.float32, torch.float64) else A.float()
     work = work.reshape(batch, K, K).contiguous()
     weights = weights.to(work.dtype)
-    lam_t = _batch_lambda(work, alpha, lam, batch)
+    lam_t, lam_max_t = _batch_lambda(work, weights, alpha, lam, lam_rule, batch)
 
     if K == 0:
         W, theta = work.clone(), None
         iterations = torch.zeros(batch, dtype=torch.long, device=A.device)
         converged = torch.ones(batch, dtype=torch.bool, device=A.device)
+        rho_t = work.new_full((batch,), rho)
     else:
-        W, theta, iterations, converged = _admm(
-            work, lam_t, weights, rho, max_iter, tol, check_every, newton_steps
+        W, theta, iterations, converged, rho_t = _admm(
+            work,
+            lam_t,
+            weights,
+            rho,
+            rho_rule == "adaptive",
+            max_iter,
+            tol,
+            check_every,
+            newton_steps,
         )
     Z = (W - _newton_threshold(W, theta)).clamp_min_(0) if K > 0 else W
     norms = torch.linalg.vector_norm(Z, dim=-1)
@@ -259,8 +401,12 @@ def ds3(
             iterations[0],
             converged[0],
             lam_t[0],
+            rho_t[0],
+            None if lam_max_t is None else lam_max_t[0],
         )
-    return DS3Result(Z, representatives, objective, iterations, converged, lam_t)
+    return DS3Result(
+        Z, representatives, objective, iterations, converged, lam_t, rho_t, lam_max_t
+    )
 
 
 def _representatives(norms: Tensor) -> Tensor:
@@ -287,25 +433,30 @@ def _admm(
     lam: Tensor,
     weights: Tensor,
     rho: float,
+    adaptive: bool,
     max_iter: int,
     tol: float,
     check_every: int,
     newton_steps: Optional[int],
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Run the ADMM on ``A [B, K, K]``; return the last ``W = Z + U`` and thresholds.
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Run the ADMM on ``A [B, K, K]``; return the last ``W = Z + U``, thresholds,
+    iterations, convergence flags and the last ρ of each problem.
 
     It works on the transposes (``X[j, i] = A[i, j]``), where the simplex
     projections run along contiguous rows. Everything but the norms of the
     Z-step's shrinkage is per column of ``Z``, so an iteration is one sweep over
     blocks of rows of ``Zᵀ``: for each block, the shrinkage, the projection (all
     its Newton steps while the block is in cache), the dual update and the next
-    iteration's ``Vᵀ`` with its partial norms.
+    iteration's ``Vᵀ`` with its partial norms. With ``adaptive``, ρ is one value
+    per problem, rebalanced at the convergence checks (the scaled dual ``U = μ/ρ``
+    rescaled and ``V`` recomputed for the problems whose ρ changed).
     """
     batch, K = A.size(0), A.size(-1)
     W_out = torch.empty_like(A)
     theta_out = A.new_empty(batch, 1, K)
     iterations = torch.full((batch,), max_iter, dtype=torch.long, device=A.device)
     converged = torch.zeros(batch, dtype=torch.bool, device=A.device)
+    rho_out = A.new_full((batch,), rho)
     A_act = A.transpose(-2, -1).contiguous()
     size = _block_rows(A_act)
     blocks = [slice(j, j + size) for j in range(0, K, size)]
@@ -313,6 +464,10 @@ def _admm(
     active = list(range(batch))
     shrink = (lam[:, None] * weights / rho).unsqueeze(-2)  # [B, 1, K]
     inv_rho = 1.0 / rho
+    # Per-problem ρ (adaptive only): −1/ρ as a [B, 1, 1] factor of A in V's update.
+    rho_act = A.new_full((batch,), rho)
+    neg_inv_rho = (-1.0 / rho_act).view(-1, 1, 1)
+    changes = torch.zeros(batch, dtype=torch.long)
     P = torch.full_like(A_act, 1.0 / K)
     U = torch.zeros_like(A_act)
     V = torch.sub(P, A_act, alpha=inv_rho)  # V = P − U − A/ρ
@@ -350,7 +505,10 @@ def _admm(
                 r_proj += (R.sum(-1) - 1).abs_().sum(-1)
             # The new P goes into V's storage; P's takes the next iteration's V.
             Vb.copy_(R)
-            torch.sub(R, Ub, out=R).sub_(Ab, alpha=inv_rho)
+            if adaptive:
+                torch.sub(R, Ub, out=R).addcmul_(Ab, neg_inv_rho)
+            else:
+                torch.sub(R, Ub, out=R).sub_(Ab, alpha=inv_rho)
             Pb.copy_(R)
             sq_norms += R.square().sum(-2, keepdim=True)
         fresh = False
@@ -367,11 +525,62 @@ def _admm(
                 theta_out[idx] = theta[sel].transpose(-2, -1)
                 iterations[idx] = t
                 converged[idx] = done[sel]
+                rho_out[idx] = rho_act[sel]
                 if not keep:
                     break
                 kept = torch.tensor(keep, device=A.device)
                 active = [active[i] for i in keep]
                 A_act, shrink, theta = A_act[kept], shrink[kept], theta[kept]
                 P, U, V, sq_norms = P[kept], U[kept], V[kept], sq_norms[kept]
+                rho_act, neg_inv_rho = rho_act[kept], neg_inv_rho[kept]
+                changes = changes[kept.cpu()]
+                r_zp, r_pp = r_zp[kept], r_pp[kept]
+            if adaptive:
+                fresh = _balance_rho(
+                    A_act, P, U, V, sq_norms, shrink, rho_act, neg_inv_rho,
+                    changes, r_zp, r_pp,
+                )  # fmt: skip
     log.debug("ds3: %d problem(s), K=%d, iterations %s", batch, K, iterations.tolist())
-    return W_out, theta_out, iterations, converged
+    return W_out, theta_out, iterations, converged, rho_out
+
+
+def _balance_rho(
+    A_act: Tensor,
+    P: Tensor,
+    U: Tensor,
+    V: Tensor,
+    sq_norms: Tensor,
+    shrink: Tensor,
+    rho: Tensor,
+    neg_inv_rho: Tensor,
+    changes: Tensor,
+    r_primal: Tensor,
+    r_change: Tensor,
+) -> bool:
+    """Residual balancing (Boyd et al. 2011, §3.4.1), in place; True if ρ changed.
+
+    Primal residual ``Σ|Z − P|``, dual residual ``ρ Σ|P_t − P_{t−1}|`` (both L1, as
+    in the stopping test). Where ρ changes by a factor ``f``, the scaled dual
+    ``U = μ/ρ`` is divided by ``f``, and the shrinkage and the next ``V`` are
+    recomputed.
+    """
+    dual = rho * r_change
+    up = r_primal > RESIDUAL_RATIO * dual
+    down = dual > RESIDUAL_RATIO * r_primal
+    allowed = (changes < MAX_RHO_CHANGES).to(rho.device)
+    factor = torch.where(up & allowed, RHO_FACTOR, 1.0)
+    factor = torch.where(down & allowed, 1.0 / RHO_FACTOR, factor).to(rho.dtype)
+    moved = (factor != 1).nonzero().view(-1)
+    if moved.numel() == 0:
+        return False
+    changes[moved.cpu()] += 1
+    f = factor[moved]
+    shrink[moved] = shrink[moved] / f.view(-1, 1, 1)
+    rho[moved] = rho[moved] * f
+    neg_inv_rho[moved] = (-1.0 / rho[moved]).view(-1, 1, 1)
+    U_m = U[moved].div_(f.view(-1, 1, 1))
+    U[moved] = U_m
+    V_m = (P[moved] - U_m).addcmul_(A_act[moved], neg_inv_rho[moved])
+    V[moved] = V_m
+    sq_norms[moved] = V_m.square().sum(-2, keepdim=True)
+    return True

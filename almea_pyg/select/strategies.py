@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from almea_pyg.select.acquire import DS3Acquisition, ds3_acquire
+from almea_pyg.select.acquire import Dissimilarity, DS3Acquisition, ds3_acquire
 from almea_pyg.select.base import (
     Selection,
     SelectionContext,
@@ -14,6 +14,7 @@ from almea_pyg.select.base import (
     register_strategy,
 )
 from almea_pyg.select.dissimilarity import DEFAULT_SIGMA
+from almea_pyg.select.ds3 import LamRule, RhoRule
 
 
 @register_strategy
@@ -22,6 +23,11 @@ class DS3Strategy(Strategy):
 
     Args:
         alpha: Sparsification factor. (default: ``0.35``)
+        lam_rule: ``"paper"``, ``"relative"`` or ``"code"`` (see
+            :func:`~almea_pyg.select.ds3.ds3`). (default: ``"paper"``)
+        rho_rule: ``"fixed"`` or ``"adaptive"``. (default: ``"adaptive"``)
+        dissimilarity: ``"paper"`` (Eq. 5) or ``"csls"`` (the public code's).
+            (default: ``"paper"``)
         sigma: Upper end of the diversity scores. (default: ``3.0``)
         tau: Confidence threshold on the pair score. (default: ``None``)
         prune: Keep this top fraction of the pool. (default: ``None``)
@@ -37,6 +43,9 @@ class DS3Strategy(Strategy):
         self,
         *,
         alpha: float = 0.35,
+        lam_rule: LamRule = "paper",
+        rho_rule: RhoRule = "adaptive",
+        dissimilarity: Dissimilarity = "paper",
         sigma: float = DEFAULT_SIGMA,
         tau: Optional[float] = None,
         prune: Optional[float] = None,
@@ -47,6 +56,8 @@ class DS3Strategy(Strategy):
     ) -> None:
         super().__init__(**kwargs)
         self.alpha, self.sigma, self.tau, self.prune = alpha, sigma, tau, prune
+        self.lam_rule, self.rho_rule = lam_rule, rho_rule
+        self.dissimilarity = dissimilarity
         self.rho, self.max_iter, self.tol = rho, max_iter, tol
         self.acquisition_: Optional[DS3Acquisition] = None
 
@@ -57,6 +68,8 @@ class DS3Strategy(Strategy):
             ctx.labelled,
             ctx.budget,
             alpha=self.alpha,
+            lam_rule=self.lam_rule,
+            dissimilarity=self.dissimilarity,
             sigma=self.sigma,
             tau=self.tau,
             prune=self.prune,
@@ -65,6 +78,7 @@ class DS3Strategy(Strategy):
             exclude_source=_excluded(ctx.source_candidates, ctx.source_emb.size(0)),
             exclude_target=_excluded(ctx.target_candidates, ctx.target_emb.size(0)),
             rho=self.rho,
+            rho_rule=self.rho_rule,
             max_iter=self.max_iter,
             tol=self.tol,
             chunk_size=self.chunk_size,
@@ -73,7 +87,8 @@ class DS3Strategy(Strategy):
         return Selection(out.source_index, out.target_index, out.score)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, sigma={self.sigma}, {super().extra_repr()}"
+        rule = "" if self.lam_rule == "paper" else f", lam_rule={self.lam_rule!r}"
+        return f"alpha={self.alpha}{rule}, sigma={self.sigma}, {super().extra_repr()}"
 
 
 def _excluded(candidates: Tensor, num: int) -> Tensor:

@@ -49,3 +49,31 @@ def test_empty_pool_or_budget():
     assert len(empty.source_index) == 0 and empty.result is None
     none = ds3_acquire(SOURCE, TARGET, LABELLED, 5, exclude_target=torch.arange(60))
     assert len(none.source_index) == 0 and len(none.pool) == 0
+
+
+def test_lambda_rule_rho_rule_and_dissimilarity_options():
+    import pytest
+
+    from almea_pyg.select.dissimilarity import pair_embeddings
+
+    acq = ds3_acquire(
+        SOURCE, TARGET, LABELLED, 5, alpha=0.5, lam_rule="relative", rho_rule="fixed"
+    )
+    assert acq.result.lam.item() == pytest.approx(0.5 * acq.result.lam_max.item())
+    assert acq.result.rho.item() == pytest.approx(0.1)
+    code = ds3_acquire(
+        SOURCE, TARGET, LABELLED, 5, alpha=0.5, lam_rule="code", dissimilarity="csls"
+    )
+    assert code.result.lam.item() == 0.5
+    hs, ht = pair_embeddings(
+        SOURCE, TARGET, code.pool.source_index, code.pool.target_index
+    )
+    direct = ds3(
+        dissimilarity_matrix(hs, ht, csls_k=3),
+        alpha=0.5,
+        lam_rule="code",
+        row_weights=code.diversity,
+    )
+    assert torch.equal(code.result.representatives, direct.representatives)
+    with pytest.raises(ValueError, match="dissimilarity"):
+        ds3_acquire(SOURCE, TARGET, LABELLED, 5, dissimilarity="cosine")

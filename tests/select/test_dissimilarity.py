@@ -68,3 +68,23 @@ def test_pair_embeddings_normalises():
         HS, HT, torch.tensor([3]), torch.tensor([0]), normalize=False
     )
     assert torch.equal(raw[0], HS[3])
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_csls_dissimilarity_is_the_public_codes(k):
+    # The public code: per side d = squared distances, 1 - csls(1 - d, k) with
+    # csls(S) = 2 S - (row mean of the k largest) - (column mean of the k largest),
+    # min-max normalised; then the two sides averaged.
+    def side(x):
+        S = 1 - torch.cdist(x, x).pow(2)
+        rows = S.topk(k, dim=1).values.mean(1)
+        cols = S.topk(k, dim=0).values.mean(0)
+        C = 1 - (2 * S - rows[:, None] - cols[None, :])
+        return (C - C.min()) / (C.max() - C.min())
+
+    expected = (side(HS) + side(HT)) / 2
+    A = dissimilarity_matrix(HS, HT, csls_k=k, chunk_size=2)
+    assert torch.allclose(A, expected, atol=1e-5)
+    assert torch.allclose(A, A.t(), atol=1e-6)
+    with pytest.raises(ValueError, match="csls_k"):
+        dissimilarity_matrix(HS, HT, csls_k=0)

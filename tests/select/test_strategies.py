@@ -113,6 +113,8 @@ def test_registry_and_resolver():
         repr(DS3Strategy(alpha=0.5))
         == "DS3Strategy(alpha=0.5, sigma=3.0, metric='cosine')"
     )
+    relative = strategy_resolver("ds3", alpha=0.5, lam_rule="relative")
+    assert repr(relative).startswith("DS3Strategy(alpha=0.5, lam_rule='relative'")
     with pytest.raises(ValueError, match="unknown strategy"):
         strategy_resolver("nope")
     with pytest.raises(ValueError, match="kwargs"):
@@ -170,3 +172,24 @@ def test_ds3_strategy_keeps_its_acquisition():
     assert set(sel.source_index.tolist()) <= set(
         acq.pool.source_index[acq.result.representatives].tolist()
     )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(lam_rule="relative", alpha=0.5),
+        dict(lam_rule="code", alpha=0.5, dissimilarity="csls"),
+        dict(rho_rule="fixed"),
+    ],
+)
+def test_ds3_strategy_passes_the_rules(kwargs):
+    strategy = DS3Strategy(**kwargs)
+    sel = strategy.select(SOURCE, TARGET, LABELLED, 4)
+    assert 0 < len(sel) <= 4
+    result = strategy.acquisition_.result
+    if kwargs.get("lam_rule") == "relative":
+        assert result.lam.item() == pytest.approx(0.5 * result.lam_max.item())
+    if kwargs.get("lam_rule") == "code":
+        assert result.lam.item() == 0.5
+    if kwargs.get("rho_rule") == "fixed":
+        assert result.rho.item() == pytest.approx(0.1)
