@@ -16,8 +16,8 @@ from almea_pyg.active.labels import unanswered_pairs, write_label_request
 from almea_pyg.active.loop import ActiveLearner, ActiveLearningConfig
 from almea_pyg.data.pair import MMKGPair
 from almea_pyg.train.experiment import (
+    DATASETS,
     OPTIMIZERS,
-    PAPER_SCHEDULE,
     VARIANTS,
     ExperimentConfig,
     build_model,
@@ -41,8 +41,6 @@ from almea_pyg.train.trainer import (
 )
 
 log = logging.getLogger("almea_pyg")
-
-DATASETS = sorted(PAPER_SCHEDULE)
 
 
 def _number(kind: type, name: str, accept) -> Any:
@@ -76,11 +74,25 @@ def add_train_arguments(
 ) -> None:
     """The options of a training run (shared by the CLI and the examples)."""
     if dataset is None:
-        parser.add_argument("--dataset", choices=DATASETS, default="synthetic")
+        parser.add_argument(
+            "--dataset",
+            choices=DATASETS,
+            default="synthetic",
+            metavar="NAME",
+            help="a named dataset: synthetic (default), FB15K_DB15K, FB15K_YAGO15K, "
+            "DBP15K_zh_en|ja_en|fr_en, OpenEA_<pair> (e.g. OpenEA_D_W_15K_V1)",
+        )
+        parser.add_argument(
+            "--data",
+            metavar="DIR",
+            help="your own KG pair: a directory in any supported layout (mmkb, "
+            "MMEA/GCN-Align, OpenEA, TSV; see docs/data.md), instead of --dataset",
+        )
     else:
-        parser.set_defaults(dataset=dataset)
+        parser.set_defaults(dataset=dataset, data=None)
     parser.add_argument(
-        "--data-dir", help="local mmkb directory (e.g. ../shared/data/mmkg)"
+        "--data-dir",
+        help="local copy of a named dataset's files (e.g. ../shared/data/mmkg)",
     )
     parser.add_argument(
         "--cache-dir",
@@ -178,8 +190,10 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     model = {"dim": args.dim}
     if args.impute:
         model["impute_missing"] = True
+    data = str(Path(args.data).resolve()) if args.data else None
     return ExperimentConfig(
-        dataset=args.dataset,
+        dataset=Path(data).name if data else args.dataset,
+        data=data,
         data_dir=args.data_dir,
         cache_dir=args.cache_dir,
         seed_ratio=args.seed_ratio,

@@ -321,3 +321,49 @@ def test_a_run_leaves_the_callers_random_state_alone(tmp_path):
     torch.manual_seed(1234)
     run_experiment(ExperimentConfig(epochs=1, model={"dim": 8}, progress=False))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_own_kgs_by_path_with_a_human_round_trip(tmp_path, capsys):
+    from almea_pyg.data import write_synthetic_tsv
+
+    kgs = write_synthetic_tsv(tmp_path / "kgs", num_entities=200)
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(kgs), "--epochs", "2", "--dim", "8"]
+    argv += ["--rounds", "1", "--budget", "6", "--oracle", "human"]
+    assert main(argv + ["--no-progress", "--output", str(run)]) == 0
+    labels = run / "labels_round1.csv"
+    assert f"labels requested in {labels}" in capsys.readouterr().out
+    truth = {tuple(line.split("\t")) for line in kgs.joinpath("links.tsv").open()}
+    truth = {(s, t.strip()) for s, t in truth}
+    rows = _rows(labels)
+    with open(labels, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            match = (row["source_id"], row["target_id"]) in truth
+            writer.writerow({**row, "label": "yes" if match else "no"})
+    assert main(["label", "import", str(labels), "--run", str(run)]) == 0
+    assert main(["train", "--resume", "--output", str(run), "--no-progress"]) == 0
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "done" and result["rounds"][1]["asked"] == len(rows)
+    assert result["protocol"]["dataset"] == "kgs"
+    assert result["protocol"]["data"] == f"tsv layout read from {kgs}"
+    assert main(["evaluate", str(run), "--metric", "csls"]) == 0
+
+
+def test_an_unknown_layout_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a KG")
+    assert main(TINY + ["--data", str(tmp_path), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("almea-pyg: error:") and "mmkb" in err and "openea" in err
+
+
+@pytest.mark.real_data
+def test_dbp15k_by_name_and_by_path(dbp15k_dir, tmp_path, capsys):
+    argv = TINY + ["--epochs", "1", "--seed-ratio", "0.3"]
+    by_name = argv + ["--dataset", "DBP15K_zh_en", "--data-dir", str(dbp15k_dir)]
+    assert main(by_name + ["--cache-dir", str(tmp_path / "cache")]) == 0
+    by_path = argv + ["--data", str(dbp15k_dir / "zh_en")]
+    assert main(by_path + ["--output", str(tmp_path / "run")]) == 0
+    protocol = json.loads((tmp_path / "run" / "result.json").read_text())["protocol"]
+    assert protocol["train_links"] + protocol["test_links"] == 15000

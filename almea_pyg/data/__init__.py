@@ -21,7 +21,11 @@ from almea_pyg.data.readers import (
     read_tsv_pair,
 )
 from almea_pyg.data.split import split_links
-from almea_pyg.data.synthetic import SYNTHETIC_DEFAULTS, make_synthetic_pair
+from almea_pyg.data.synthetic import (
+    SYNTHETIC_DEFAULTS,
+    make_synthetic_pair,
+    write_synthetic_tsv,
+)
 
 __all__ = [
     "SYNTHETIC_DEFAULTS",
@@ -35,6 +39,7 @@ __all__ = [
     "feature_matrix",
     "feature_modalities",
     "make_synthetic_pair",
+    "write_synthetic_tsv",
     "match_feature_widths",
     "modality_mask",
     "read_mmea_pair",

@@ -31,6 +31,8 @@ reaches a Hits@1 of about 0.4 (links whose two ends have images), on ``x_rel`` o
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -363,3 +365,51 @@ def make_synthetic_pair(
     links = torch.stack([source_local[both], target_local[both]])
     links = links[:, links[0].argsort()]
     return MMKGPair(source, target, links, name="synthetic")
+
+
+def write_synthetic_tsv(
+    root: str | os.PathLike, *, num_entities: int = 800, seed: int = 1
+) -> Path:
+    """Write a synthetic pair as files in the TSV layout, as a user's own KGs
+    would look (``source/``, ``target/``: ``triples.tsv``, ``attributes.tsv``,
+    ``features/img.pt``; ``links.tsv``), for trying the file-based path.
+
+    Only entities that occur in a triple or attribute fact exist in files, so
+    links to other entities are left out. Returns ``root``.
+    """
+    root = Path(root)
+    pair = make_synthetic_pair(num_entities=num_entities, seed=seed)
+    known = []
+    for side, kg in (("source", pair.source), ("target", pair.target)):
+        ids = kg[ENTITY].ids
+        folder = root / side
+        (folder / "features").mkdir(parents=True, exist_ok=True)
+        edges = kg[RELATION_EDGE]
+        names = edges.relation_names
+        rows = zip(edges.edge_index.t().tolist(), edges.edge_type.tolist())
+        (folder / "triples.tsv").write_text(
+            "".join(f"{ids[h]}\t{names[r]}\t{ids[t]}\n" for (h, t), r in rows),
+            encoding="utf-8",
+        )
+        attr = kg[ATTRIBUTE_EDGE]
+        attr_names = kg[ATTRIBUTE].names
+        facts = zip(attr.edge_index.t().tolist(), attr.value.tolist())
+        (folder / "attributes.tsv").write_text(
+            "".join(f"{ids[e]}\t{attr_names[a]}\t{v}\n" for (e, a), v in facts),
+            encoding="utf-8",
+        )
+        has_img = kg[ENTITY].x_img_mask
+        image = {"ids": [ids[i] for i in has_img.nonzero().flatten().tolist()]}
+        image["x"] = kg[ENTITY].x_img[has_img]
+        torch.save(image, folder / "features" / "img.pt")
+        present = torch.zeros(len(ids), dtype=torch.bool)
+        present[edges.edge_index.flatten()] = True
+        present[attr.edge_index[0]] = True
+        known.append(present)
+    src_ids, tgt_ids = pair.source[ENTITY].ids, pair.target[ENTITY].ids
+    links = pair.links[:, known[0][pair.links[0]] & known[1][pair.links[1]]]
+    (root / "links.tsv").write_text(
+        "".join(f"{src_ids[s]}\t{tgt_ids[t]}\n" for s, t in links.t().tolist()),
+        encoding="utf-8",
+    )
+    return root

@@ -22,6 +22,9 @@ from torch import Tensor
 
 from almea_pyg.active.loop import ActiveLearner, ActiveLearningConfig
 from almea_pyg.data.pair import MMKGPair
+from almea_pyg.data.readers import detect_layout, read_pair
+from almea_pyg.datasets import DBP15K, MMKB, OpenEA
+from almea_pyg.datasets.openea import PAIRS as OPENEA
 from almea_pyg.io import atomic_write_text
 from almea_pyg.metrics.ranking import evaluate_directions
 from almea_pyg.models import ALMEA
@@ -56,6 +59,18 @@ DATA_NOTES = {
     ),
 }
 
+_DBP15K_NOTE = (
+    "GCN-Align's DBP15K files: structure only (relation modality); no attributes, "
+    "no images"
+)
+DATA_NOTES.update({f"DBP15K_{pair}": _DBP15K_NOTE for pair in DBP15K.PAIRS})
+DATA_NOTES.update(
+    {f"OpenEA_{pair}": "OpenEA v2.0 files (relations, attributes)" for pair in OPENEA}
+)
+#: The datasets known by name; any other pair is read from its directory
+#: (``ExperimentConfig.data``).
+DATASETS: tuple[str, ...] = tuple(DATA_NOTES)
+
 #: Table 9 of the paper: masking rate and warm-up epochs per dataset.
 PAPER_SCHEDULE = {
     "FB15K_DB15K": {"p_mask": 0.45, "epochs": 500},
@@ -69,6 +84,7 @@ class ExperimentConfig:
     """Everything that defines a run; written into its result JSON."""
 
     dataset: str = "synthetic"
+    data: str | None = None
     data_dir: str | None = None
     cache_dir: str | None = None
     seed_ratio: float = 0.2
@@ -147,27 +163,35 @@ def default_cache_dir() -> Path:
 def load_pair(
     dataset: str, *, data_dir: str | None = None, cache_dir: str | None = None
 ) -> MMKGPair:
-    """The unsplit pair named ``dataset``: ``"synthetic"`` or a real mmkb pair
-    (processed once into ``cache_dir``, default :func:`default_cache_dir`)."""
+    """The unsplit pair named ``dataset`` (one of :data:`DATASETS`): the synthetic
+    pair, or a benchmark read from ``data_dir`` (or downloaded) and processed
+    once into ``cache_dir`` (default :func:`default_cache_dir`)."""
     if dataset == "synthetic":
         from almea_pyg.data.synthetic import make_synthetic_pair
 
         return make_synthetic_pair()
-    if dataset in ("FB15K_DB15K", "FB15K_YAGO15K"):
-        from almea_pyg.datasets import MMKB
-
-        root = cache_dir if cache_dir is not None else default_cache_dir()
-        return MMKB(str(root), pair=dataset, raw_dir=data_dir).pair
-    raise ValueError(
-        f"unknown dataset {dataset!r}: synthetic, FB15K_DB15K or FB15K_YAGO15K"
-    )
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}: one of {', '.join(DATASETS)}")
+    root = str(cache_dir if cache_dir is not None else default_cache_dir())
+    family, _, name = dataset.partition("_")
+    if family == "DBP15K":
+        return DBP15K(root, pair=name, raw_dir=data_dir).pair
+    if family == "OpenEA":
+        return OpenEA(root, pair=name, raw_dir=data_dir).pair
+    return MMKB(root, pair=dataset, raw_dir=data_dir).pair
 
 
 def prepare_pair(config: ExperimentConfig) -> MMKGPair:
-    """The configuration's pair, split at its seed ratio and seed, on its device."""
-    pair = load_pair(
-        config.dataset, data_dir=config.data_dir, cache_dir=config.cache_dir
-    )
+    """The configuration's pair, split at its seed ratio and seed, on its device:
+    read from the directory ``config.data`` in any supported layout
+    (:func:`~almea_pyg.data.readers.read_pair`), else the dataset named
+    ``config.dataset``."""
+    if config.data is not None:
+        pair = read_pair(config.data)
+    else:
+        pair = load_pair(
+            config.dataset, data_dir=config.data_dir, cache_dir=config.cache_dir
+        )
     return pair.split(
         config.seed_ratio, seed=config.seed, pool_ratio=config.pool_ratio
     ).to(config.device)
@@ -324,7 +348,11 @@ def _run_experiment(
         "status": status,
         "protocol": {
             "dataset": config.dataset,
-            "data": DATA_NOTES.get(config.dataset, config.dataset),
+            "data": (
+                f"{detect_layout(config.data)} layout read from {config.data}"
+                if config.data is not None
+                else DATA_NOTES.get(config.dataset, config.dataset)
+            ),
             "seed_ratio": config.seed_ratio,
             "seed": config.seed,
             "epochs": trainer.epoch,

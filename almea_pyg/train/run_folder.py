@@ -40,7 +40,15 @@ RUN_FILE_PATTERNS = (
     "selection_map.png",
 )
 #: Settings that say where or how a run executes, not which run it is.
-PLACEMENT_KEYS = ("output", "progress", "device", "data_dir", "cache_dir")
+PLACEMENT_KEYS = (
+    "output",
+    "progress",
+    "device",
+    "data",
+    "data_dir",
+    "cache_dir",
+    "checkpoint_every",
+)
 
 
 class RunFolderError(ValueError):
