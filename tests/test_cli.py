@@ -276,6 +276,8 @@ class _Payload:
         ["evaluate", "{run}"],
         ["select", "{run}", "--budget", "3"],
         ["train", "--resume", "--output", "{run}", "--no-progress"],
+        ["label", "import", "{run}/labels.csv", "--run", "{run}"],
+        ["label", "export", "--run", "{run}"],
     ],
 )
 def test_a_crafted_checkpoint_runs_no_code(run_dir, tmp_path, command, capsys):
