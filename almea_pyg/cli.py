@@ -160,7 +160,16 @@ def add_train_arguments(
         help="per round: fraction of links or count",
     )
     active.add_argument(
-        "--strategy", default="ds3", help="ds3, random, uncertainty, ..."
+        "--strategy",
+        default="ds3",
+        help="ds3, random, uncertainty, degree, coreset, or passive (random pool "
+        "links revealed: the no-strategy baseline)",
+    )
+    active.add_argument(
+        "--question",
+        choices=["pair", "entity"],
+        default="pair",
+        help="pair: is (a, b) a match? entity: what is a's counterpart, or none?",
     )
     active.add_argument("--alpha", type=float, help="DS3 sparsification factor")
     active.add_argument(
@@ -230,6 +239,7 @@ def active_config_from_args(args: argparse.Namespace) -> ActiveLearningConfig | 
         strategy_kwargs=kwargs,
         oracle=args.oracle,
         transductive=args.transductive,
+        question=args.question,
     )
 
 

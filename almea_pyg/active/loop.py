@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from almea_pyg.active.labels import read_labels
@@ -18,14 +19,19 @@ from almea_pyg.active.oracles import (
     OracleAnswer,
     OracleName,
     PendingRound,
+    QuestionKind,
     SimulatedOracle,
     oracle_resolver,
 )
 from almea_pyg.data.pair import link_keys
 from almea_pyg.io import atomic_save
+from almea_pyg.metrics.similarity import topk_similarity
 from almea_pyg.train.trainer import EpochCallback, Trainer, load_checkpoint_state
 
 log = logging.getLogger(__name__)
+
+#: The strategy name of the no-strategy baseline (random pool links revealed).
+PASSIVE = "passive"
 
 
 @dataclass
@@ -39,11 +45,16 @@ class ActiveLearningConfig:
         budget: Pairs asked per round: a fraction of all links if below 1,
             else a count. (default: 1 % of the links)
         threshold: Only ask pairs whose similarity score reaches this (``τ``).
-        strategy: Acquisition strategy name (see :mod:`almea_pyg.select`).
+        strategy: Acquisition strategy name (see :mod:`almea_pyg.select`), or
+            ``"passive"``: no strategy, ``budget`` random true links of the pool
+            revealed per round (what a labeller does without one; a baseline).
         strategy_kwargs: Keyword arguments of the strategy (e.g. ``alpha``).
         oracle: ``"simulated"``, ``"pseudo"`` or ``"human"``.
         transductive: Let test entities into the pool (the paper's code). Off:
             test entities never enter the pool, so no test link is revealed.
+        question: ``"pair"`` (the paper's: is (a, b) a match?) or ``"entity"``
+            (what is a's counterpart, or none? A source answered "none" leaves
+            the pool).
     """
 
     warmup: int = 500
@@ -55,11 +66,16 @@ class ActiveLearningConfig:
     strategy_kwargs: dict[str, Any] = field(default_factory=dict)
     oracle: OracleName = "simulated"
     transductive: bool = False
+    question: QuestionKind = "pair"
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.rounds < 0:
             raise ValueError(
                 f"warmup and rounds must be >= 0, got {self.warmup} and {self.rounds}"
+            )
+        if self.question not in ("pair", "entity"):
+            raise ValueError(
+                f"question must be 'pair' or 'entity', got {self.question}"
             )
         if self.interval < 1:
             raise ValueError(f"interval must be at least 1 epoch, got {self.interval}")
@@ -120,13 +136,19 @@ class ActiveLearner:
         self.trainer = trainer
         self.config = config
         self.output_dir = Path(output_dir) if output_dir is not None else None
-        self.strategy = strategy_resolver(config.strategy, **config.strategy_kwargs)
+        self.strategy = (
+            None
+            if config.strategy == PASSIVE
+            else strategy_resolver(config.strategy, **config.strategy_kwargs)
+        )
         self.oracle = oracle_resolver(oracle or config.oracle, trainer.pair, output_dir)
         self.generator = torch.Generator().manual_seed(seed)
         pair = trainer.pair
         self.num_targets = pair.num_entities[1]
         self.truth = SimulatedOracle(pair.links, self.num_targets)
         self.negatives = pair.links.new_empty(2, 0)
+        #: Sources an entity question found without a counterpart.
+        self.unmatched = pair.links.new_empty(0)
         self.rounds: list[dict[str, Any]] = []
         self.completed = 0
         self.pending: PendingRound | None = None
@@ -176,13 +198,15 @@ class ActiveLearner:
                     return self.rounds
             answered, self.pending = self.pending, None
             self.last_asked = answered.pairs
-            correct = self._learn(answered.answer)
+            correct, known = self._learn(answered)
             trainer.fit(self.config.interval)
             self.completed += 1
             self._record(
                 asked=answered.pairs.size(1),
                 correct=correct,
                 select_seconds=answered.select_seconds,
+                gained=answered.answer.accepted.size(1),
+                already_top1=known,
             )
             self.save_checkpoint()
         return self.rounds
@@ -192,9 +216,9 @@ class ActiveLearner:
         pair = self.trainer.pair
         if self.config.transductive:
             empty = pair.links.new_empty(0)
-            return empty, empty
+            return self.unmatched, empty
         held_out = torch.cat([pair.test_links, pair.valid_links], dim=1)
-        return held_out[0], held_out[1]
+        return torch.cat([held_out[0], self.unmatched]), held_out[1]
 
     def propose(self) -> tuple[Tensor, Tensor]:
         """The next round's question: pairs ``(2, n)`` and their scores ``(n,)``.
@@ -206,6 +230,8 @@ class ActiveLearner:
         emb_s, emb_t = trainer.model.embed(trainer.pair)
         budget = self.config.budget_count(trainer.pair.links.size(1))
         exclude_s, exclude_t = self.pool_exclusions()
+        if self.strategy is None:
+            return self._passive(budget, exclude_s, exclude_t, emb_s, emb_t)
         selection = self.strategy.select(
             emb_s,
             emb_t,
@@ -226,19 +252,53 @@ class ActiveLearner:
             fresh &= scores >= self.config.threshold
         return pairs[:, fresh][:, :budget], scores[fresh][:budget]
 
+    def _passive(
+        self,
+        budget: int,
+        exclude_s: Tensor,
+        exclude_t: Tensor,
+        emb_s: Tensor,
+        emb_t: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """``budget`` random true links whose entities are in the pool."""
+        trainer = self.trainer
+        links = self.truth.links.to(trainer.train_links.device)
+        out_s = torch.cat([exclude_s, trainer.train_links[0]])
+        out_t = torch.cat([exclude_t, trainer.train_links[1]])
+        links = links[:, ~torch.isin(links[0], out_s) & ~torch.isin(links[1], out_t)]
+        order = torch.randperm(links.size(1), generator=self.generator)[:budget]
+        pairs = links[:, order.to(links.device)]
+        scores = F.cosine_similarity(emb_s[pairs[0]], emb_t[pairs[1]], dim=-1)
+        return pairs, scores
+
     def _ask(self) -> None:
         """Select the round's pairs and put the question to the oracle."""
         start = time.perf_counter()
         pairs, scores = self.propose()
         question = PendingRound(
-            self.completed + 1, pairs, scores, time.perf_counter() - start
+            self.completed + 1,
+            pairs,
+            scores,
+            time.perf_counter() - start,
+            kind=self.config.question,
+            top1=self._model_top1(pairs[0]),
         )
         if pairs.size(1) == 0:
             log.info("round %d: the pool has nothing left to ask", question.round)
             question.answer = OracleAnswer(pairs, pairs)
+        elif self.strategy is None:
+            question.answer = OracleAnswer(pairs, pairs[:, :0])  # revealed links
         else:
             question.answer = self.oracle.ask(question)
         self.pending = question
+
+    @torch.no_grad()
+    def _model_top1(self, sources: Tensor) -> Tensor:
+        """The model's best target for each of ``sources`` (evaluation metric)."""
+        trainer = self.trainer
+        emb_s, emb_t = trainer.model.embed(trainer.pair)
+        _, best = topk_similarity(emb_s[sources], emb_t, 1, metric=trainer.metric)
+        return best[:, 0]
 
     def import_labels(self, path: str | os.PathLike) -> OracleAnswer:
         """Validate a filled label file against the pending round and keep its answers.
@@ -251,9 +311,12 @@ class ActiveLearner:
         self.pending.answer = answer
         return answer
 
-    def _learn(self, answer: OracleAnswer) -> int:
-        """Add accepted pairs as seeds, remember rejected ones; count true pairs."""
+    def _learn(self, answered: PendingRound) -> tuple[int, int]:
+        """Add accepted pairs as seeds, remember rejected ones (and, for entity
+        questions, sources without a counterpart); returns how many accepted
+        pairs are true, and how many of those the model already ranked first."""
         trainer = self.trainer
+        answer = answered.answer
         accepted = answer.accepted
         correct_mask = torch.isin(
             link_keys(accepted, self.num_targets), self.truth.keys
@@ -266,11 +329,34 @@ class ActiveLearner:
             self.test_links_removed += int(revealed.sum())
         trainer.add_train_links(accepted)
         self.negatives = torch.cat([self.negatives, answer.rejected], dim=1)
-        return asked_true
+        if answered.kind == "entity":
+            asked = answered.pairs[0]
+            none = asked[~torch.isin(asked, accepted[0])]
+            self.unmatched = torch.cat([self.unmatched, none])
+        known = 0
+        if answered.top1 is not None and accepted.numel():
+            best = torch.stack([answered.pairs[0], answered.top1])
+            true = accepted[:, correct_mask]
+            known = int(
+                torch.isin(
+                    link_keys(true, self.num_targets),
+                    link_keys(best, self.num_targets),
+                ).sum()
+            )
+        return asked_true, known
 
     def _record(
-        self, *, asked: int, correct: int, select_seconds: float | None
+        self,
+        *,
+        asked: int,
+        correct: int,
+        select_seconds: float | None,
+        gained: int = 0,
+        already_top1: int = 0,
     ) -> None:
+        """One round's record: questions ``asked``, ``correct`` (true pairs among
+        the accepted), links ``gained``, true links the model ``already_top1``
+        ranked first when asked, and the evaluation."""
         metrics = self.trainer.evaluate()
         self.rounds.append(
             {
@@ -278,6 +364,9 @@ class ActiveLearner:
                 "epoch": self.trainer.epoch,
                 "asked": asked,
                 "correct": correct,
+                "gained": gained,
+                "already_top1": already_top1,
+                "question": self.config.question,
                 "labelled": self.trainer.train_links.size(1),
                 "negatives": self.negatives.size(1),
                 "test_links": self.trainer.test_links.size(1),
@@ -292,6 +381,7 @@ class ActiveLearner:
             "trainer": self.trainer.state_dict(),
             "config": asdict(self.config),
             "negatives": self.negatives,
+            "unmatched": self.unmatched,
             "rounds": self.rounds,
             "completed": self.completed,
             "pending": None if self.pending is None else self.pending.state_dict(),
@@ -311,6 +401,7 @@ class ActiveLearner:
         self.trainer.load_state_dict(state["trainer"])
         device = self.trainer.pair.links.device
         self.negatives = state["negatives"].to(device)
+        self.unmatched = state.get("unmatched", self.unmatched).to(device)
         self.rounds = state["rounds"]
         self.completed = state["completed"]
         pending = state["pending"]

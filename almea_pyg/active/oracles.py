@@ -14,6 +14,8 @@ from torch import Tensor
 from almea_pyg.data.pair import MMKGPair, link_keys
 
 OracleName = Literal["simulated", "pseudo", "human"]
+#: ``"pair"``: is (a, b) a match? ``"entity"``: what is a's counterpart, or none?
+QuestionKind = Literal["pair", "entity"]
 
 
 class OracleAnswer(NamedTuple):
@@ -21,6 +23,16 @@ class OracleAnswer(NamedTuple):
 
     accepted: Tensor
     rejected: Tensor
+
+
+def _first_of_each(values: Tensor) -> tuple[Tensor, Tensor]:
+    """The distinct ``values`` and the position of each one's first occurrence."""
+    unique, inverse = torch.unique(values, return_inverse=True)
+    positions = torch.arange(values.numel(), device=values.device)
+    first = torch.full_like(unique, values.numel()).scatter_reduce(
+        0, inverse, positions, reduce="amin"
+    )
+    return unique, first
 
 
 @dataclass
@@ -33,6 +45,10 @@ class PendingRound:
         scores: Their similarity scores, ``(n,)``.
         select_seconds: Time the selection took.
         answer: The oracle's answer; ``None`` while a person has not given it.
+        kind: The kind of question (``"pair"`` or ``"entity"``: then only the
+            sources of ``pairs`` are asked about).
+        top1: The model's best target for each asked source when it was asked,
+            ``(n,)`` (to count answers the model already knew).
     """
 
     round: int
@@ -40,6 +56,8 @@ class PendingRound:
     scores: Tensor
     select_seconds: float
     answer: OracleAnswer | None = None
+    kind: QuestionKind = "pair"
+    top1: Tensor | None = None
 
     @property
     def answered(self) -> bool:
@@ -55,6 +73,8 @@ class PendingRound:
             self.scores.to(device),
             self.select_seconds,
             answer,
+            self.kind,
+            None if self.top1 is None else self.top1.to(device),
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -64,7 +84,10 @@ class PendingRound:
             "pairs": self.pairs,
             "scores": self.scores,
             "select_seconds": self.select_seconds,
+            "kind": self.kind,
         }
+        if self.top1 is not None:
+            state["top1"] = self.top1
         if self.answer is not None:
             state.update(accepted=self.answer.accepted, rejected=self.answer.rejected)
         return state
@@ -81,6 +104,8 @@ class PendingRound:
             state["scores"],
             state.get("select_seconds", 0.0),
             answer,
+            state.get("kind", "pair"),
+            state.get("top1"),
         )
 
 
@@ -100,8 +125,25 @@ class Oracle:
     def answer(self, pairs: Tensor) -> OracleAnswer:
         raise NotImplementedError
 
+    def counterparts(self, sources: Tensor) -> Tensor:
+        """The entity question: the true links ``(2, k)`` of those ``sources``
+        that have a counterpart (one per source)."""
+        raise ValueError(f"{self!r} answers pair questions only")
+
     def ask(self, question: PendingRound) -> OracleAnswer | None:
-        return self.answer(question.pairs)
+        """The answer to ``question``. For an entity question, the accepted
+        pairs are the counterparts found and the rejected ones the proposed
+        pairs that were wrong."""
+        if question.kind == "pair":
+            return self.answer(question.pairs)
+        found = self.counterparts(question.pairs[0])
+        num_targets = int(question.pairs[1].max()) + 1
+        if found.numel():
+            num_targets = max(num_targets, int(found[1].max()) + 1)
+        right = torch.isin(
+            link_keys(question.pairs, num_targets), link_keys(found, num_targets)
+        )
+        return OracleAnswer(found, question.pairs[:, ~right])
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}()"
@@ -120,12 +162,19 @@ class SimulatedOracle(Oracle):
     def __init__(self, links: Tensor, num_targets: int) -> None:
         self.num_targets = num_targets
         self.keys = link_keys(links, num_targets)
+        self.links = links
 
     def answer(self, pairs: Tensor) -> OracleAnswer:
         true = torch.isin(
             link_keys(pairs, self.num_targets), self.keys.to(pairs.device)
         )
         return OracleAnswer(pairs[:, true], pairs[:, ~true])
+
+    def counterparts(self, sources: Tensor) -> Tensor:
+        links = self.links.to(sources.device)
+        found = links[:, torch.isin(links[0], sources)]
+        _, first = _first_of_each(found[0])
+        return found[:, first]
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.keys.numel()} links)"

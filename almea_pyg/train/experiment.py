@@ -363,6 +363,7 @@ def _run_experiment(
             "active_learning": active is not None,
             "strategy": active.strategy if active else None,
             "oracle": active.oracle if active else None,
+            "question": active.question if active else None,
             "rounds": active.rounds if active else 0,
             "budget_per_round": (
                 active.budget_count(pair.links.size(1)) if active else 0

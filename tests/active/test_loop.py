@@ -249,3 +249,60 @@ def test_pending_round_is_typed_and_checkpointed(pair, tmp_path):
     again.load_checkpoint(tmp_path / "checkpoint.pt")
     assert torch.equal(again.pending.pairs, pending.pairs)
     assert again.pending.round == 1 and again.status == "labels_pending"
+
+
+@pytest.fixture()
+def pool_pair():
+    base = make_synthetic_pair(num_entities=150, seed=3)
+    return base.split(0.3, seed=0, pool_ratio=0.3)
+
+
+def pool_keys(pair):
+    hidden = link_keys(pair.links, pair.num_entities[1])
+    shown = link_keys(
+        torch.cat([pair.train_links, pair.test_links], dim=1), pair.num_entities[1]
+    )
+    return hidden[~torch.isin(hidden, shown)]
+
+
+def test_entity_question_reveals_counterparts_and_drops_unmatched(pool_pair):
+    al = learner(pool_pair, strategy="random", question="entity", budget=8)
+    rounds = al.run()
+    learned = al.trainer.train_links[:, seeds(pool_pair) :]
+    # every answer is a true counterpart, and only pool links can be revealed
+    assert torch.isin(
+        link_keys(learned, pool_pair.num_entities[1]), pool_keys(pool_pair)
+    ).all()
+    assert [r["question"] for r in rounds] == ["entity"] * 3
+    assert sum(r["gained"] for r in rounds) == learned.size(1) > 0
+    assert all(r["correct"] == r["gained"] for r in rounds)
+    # sources answered "none" are never asked again
+    unmatched = set(al.unmatched.tolist())
+    assert unmatched and not unmatched & set(pool_pair.links[0].tolist())
+    asked_last = al.last_asked[0].tolist()
+    assert len(asked_last) == len(set(asked_last))
+
+
+def test_passive_reveals_random_pool_links(pool_pair):
+    al = learner(pool_pair, strategy="passive", budget=6)
+    rounds = al.run()
+    assert [(r["asked"], r["correct"], r["gained"]) for r in rounds[1:]] == [
+        (6, 6, 6),
+        (6, 6, 6),
+    ]
+    learned = al.trainer.train_links[:, seeds(pool_pair) :]
+    assert torch.isin(
+        link_keys(learned, pool_pair.num_entities[1]), pool_keys(pool_pair)
+    ).all()
+
+
+def test_already_top1_counts_true_answers_the_model_knew(pool_pair, monkeypatch):
+    al = learner(pool_pair, strategy="random", budget=10, rounds=1)
+    truth = dict(zip(*pool_pair.links.tolist()))
+    monkeypatch.setattr(
+        al,
+        "_model_top1",
+        lambda sources: torch.tensor([truth.get(s, -1) for s in sources.tolist()]),
+    )
+    rounds = al.run()
+    assert rounds[1]["already_top1"] == rounds[1]["correct"]
