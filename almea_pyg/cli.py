@@ -384,6 +384,19 @@ def cmd_label_export(args: argparse.Namespace) -> None:
     print(f"round {pending.round}: {pending.pairs.size(1)} pairs to label in {path}")
 
 
+def cmd_label_serve(args: argparse.Namespace) -> None:
+    from almea_pyg.active.label_page import serve
+
+    serve(
+        args.run,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        open_browser=args.open,
+        announce=lambda url: print(f"label the round at {url} (Ctrl-C stops)"),
+    )
+
+
 def cmd_select(args: argparse.Namespace) -> None:
     run = Path(args.run)
     active = ActiveLearningConfig(
@@ -450,6 +463,19 @@ def build_parser() -> argparse.ArgumentParser:
     label_export.add_argument("--run", required=True, help="the run's --output")
     label_export.add_argument("--output", help="default: the run's labels_roundN.csv")
     label_export.set_defaults(func=cmd_label_export)
+    label_serve = label_sub.add_parser(
+        "serve",
+        parents=[common],
+        help="answer the pending round in a local web page (pip install flask)",
+    )
+    label_serve.add_argument("run", help="the run's --output directory")
+    label_serve.add_argument("--host", default="127.0.0.1")
+    label_serve.add_argument("--port", type=non_negative_int, default=8765)
+    label_serve.add_argument("--token", help="default: a random one")
+    label_serve.add_argument(
+        "--open", action="store_true", help="open the page in a browser"
+    )
+    label_serve.set_defaults(func=cmd_label_serve)
     select = sub.add_parser(
         "select",
         parents=[common],
