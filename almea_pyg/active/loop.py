@@ -226,8 +226,10 @@ class ActiveLearner:
         The strategy's selection among the pool, less the pairs already answered
         "no" and those below the threshold, at most the round's budget.
         """
+        return self._propose(*self.trainer.model.embed(self.trainer.pair))
+
+    def _propose(self, emb_s: Tensor, emb_t: Tensor) -> tuple[Tensor, Tensor]:
         trainer = self.trainer
-        emb_s, emb_t = trainer.model.embed(trainer.pair)
         budget = self.config.budget_count(trainer.pair.links.size(1))
         exclude_s, exclude_t = self.pool_exclusions()
         if self.strategy is None:
@@ -274,14 +276,15 @@ class ActiveLearner:
     def _ask(self) -> None:
         """Select the round's pairs and put the question to the oracle."""
         start = time.perf_counter()
-        pairs, scores = self.propose()
+        emb_s, emb_t = self.trainer.model.embed(self.trainer.pair)
+        pairs, scores = self._propose(emb_s, emb_t)
         question = PendingRound(
             self.completed + 1,
             pairs,
             scores,
             time.perf_counter() - start,
             kind=self.config.question,
-            top1=self._model_top1(pairs[0]),
+            top1=self._model_top1(emb_s, emb_t, pairs[0]),
         )
         if pairs.size(1) == 0:
             log.info("round %d: the pool has nothing left to ask", question.round)
@@ -292,12 +295,9 @@ class ActiveLearner:
             question.answer = self.oracle.ask(question)
         self.pending = question
 
-    @torch.no_grad()
-    def _model_top1(self, sources: Tensor) -> Tensor:
+    def _model_top1(self, emb_s: Tensor, emb_t: Tensor, sources: Tensor) -> Tensor:
         """The model's best target for each of ``sources`` (evaluation metric)."""
-        trainer = self.trainer
-        emb_s, emb_t = trainer.model.embed(trainer.pair)
-        _, best = topk_similarity(emb_s[sources], emb_t, 1, metric=trainer.metric)
+        _, best = topk_similarity(emb_s[sources], emb_t, 1, metric=self.trainer.metric)
         return best[:, 0]
 
     def import_labels(self, path: str | os.PathLike) -> OracleAnswer:

@@ -302,7 +302,9 @@ def test_already_top1_counts_true_answers_the_model_knew(pool_pair, monkeypatch)
     monkeypatch.setattr(
         al,
         "_model_top1",
-        lambda sources: torch.tensor([truth.get(s, -1) for s in sources.tolist()]),
+        lambda emb_s, emb_t, sources: torch.tensor(
+            [truth.get(s, -1) for s in sources.tolist()]
+        ),
     )
     rounds = al.run()
     assert rounds[1]["already_top1"] == rounds[1]["correct"]
