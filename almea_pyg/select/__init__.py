@@ -25,6 +25,7 @@ from almea_pyg.select.strategies import (
     CoreSetStrategy,
     DegreeStrategy,
     DS3Strategy,
+    RandomPairStrategy,
     RandomStrategy,
     UncertaintyStrategy,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "DS3Result",
     "DS3Strategy",
     "DegreeStrategy",
+    "RandomPairStrategy",
     "RandomStrategy",
     "Selection",
     "SelectionContext",

@@ -15,6 +15,7 @@ from almea_pyg.select.base import (
 )
 from almea_pyg.select.dissimilarity import DEFAULT_SIGMA
 from almea_pyg.select.ds3 import LamRule, RhoRule
+from almea_pyg.select.pool import candidate_pool
 
 
 @register_strategy
@@ -99,7 +100,8 @@ def _excluded(candidates: Tensor, num: int) -> Tensor:
 
 @register_strategy
 class RandomStrategy(Strategy):
-    """Uniformly random unlabelled sources (uses ``generator``), best-matched."""
+    """Uniformly random unlabelled sources (uses ``generator``), best-matched: a
+    random entity question."""
 
     name = "random"
 
@@ -107,6 +109,30 @@ class RandomStrategy(Strategy):
         n = ctx.source_candidates.numel()
         rows = torch.randperm(n, generator=ctx.generator)[: ctx.budget]
         return self._pick(ctx, rows.to(ctx.source_candidates.device))
+
+
+@register_strategy
+class RandomPairStrategy(Strategy):
+    """Uniformly random pairs of the mutual-nearest-neighbour pool that DS3 selects
+    from (uses ``generator``): DS3's baseline without its selection."""
+
+    name = "random_pair"
+
+    def _select(self, ctx: SelectionContext) -> Selection:
+        pool = candidate_pool(
+            ctx.source_emb,
+            ctx.target_emb,
+            exclude_source=_excluded(ctx.source_candidates, ctx.source_emb.size(0)),
+            exclude_target=_excluded(ctx.target_candidates, ctx.target_emb.size(0)),
+            metric=self.metric,
+            csls_k=self.csls_k,
+            chunk_size=self.chunk_size,
+        )
+        rows = torch.randperm(len(pool), generator=ctx.generator)[: ctx.budget]
+        rows = rows.to(pool.source_index.device)
+        return Selection(
+            pool.source_index[rows], pool.target_index[rows], pool.score[rows]
+        )
 
 
 @register_strategy

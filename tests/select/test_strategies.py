@@ -4,10 +4,12 @@ import torch.nn.functional as F
 from clustered_pairs import LABELLED, PERM, SOURCE, TARGET
 
 from almea_pyg.select.base import STRATEGIES, Selection, Strategy, strategy_resolver
+from almea_pyg.select.pool import candidate_pool
 from almea_pyg.select.strategies import (
     CoreSetStrategy,
     DegreeStrategy,
     DS3Strategy,
+    RandomPairStrategy,
     RandomStrategy,
     UncertaintyStrategy,
 )
@@ -93,6 +95,10 @@ class TestRandom(StrategyContract):
     cls = RandomStrategy
 
 
+class TestRandomPair(StrategyContract):
+    cls = RandomPairStrategy
+
+
 class TestUncertainty(StrategyContract):
     cls = UncertaintyStrategy
 
@@ -106,7 +112,14 @@ class TestCoreSet(StrategyContract):
 
 
 def test_registry_and_resolver():
-    assert set(STRATEGIES) == {"ds3", "random", "uncertainty", "degree", "coreset"}
+    assert set(STRATEGIES) == {
+        "ds3",
+        "random",
+        "random_pair",
+        "uncertainty",
+        "degree",
+        "coreset",
+    }
     assert isinstance(strategy_resolver("DS3", alpha=0.5), DS3Strategy)
     assert strategy_resolver(DS3Strategy, alpha=0.5).alpha == 0.5
     assert (
@@ -193,3 +206,21 @@ def test_ds3_strategy_passes_the_rules(kwargs):
         assert result.lam.item() == 0.5
     if kwargs.get("rho_rule") == "fixed":
         assert result.rho.item() == pytest.approx(0.1)
+
+
+def test_random_pair_draws_from_the_mutual_nn_pool():
+    pool = candidate_pool(
+        SOURCE, TARGET, exclude_source=LABELLED[0], exclude_target=LABELLED[1]
+    )
+    pool_pairs = set(zip(pool.source_index.tolist(), pool.target_index.tolist()))
+    picks = [
+        RandomPairStrategy().select(
+            SOURCE, TARGET, LABELLED, 5, generator=torch.Generator().manual_seed(seed)
+        )
+        for seed in (0, 1)
+    ]
+    for sel in picks:
+        assert set(zip(sel.source_index.tolist(), sel.target_index.tolist())) <= (
+            pool_pairs
+        )
+    assert not torch.equal(picks[0].source_index, picks[1].source_index)
