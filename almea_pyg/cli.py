@@ -3,41 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from almea_pyg.active.labels import unanswered_pairs, write_label_request
-from almea_pyg.active.loop import ActiveLearner, ActiveLearningConfig
-from almea_pyg.data.pair import MMKGPair
-from almea_pyg.train.experiment import (
+from almea_pyg.active.loop import ActiveLearningConfig
+from almea_pyg.pipeline.experiment import (
     DATASETS,
     OPTIMIZERS,
     VARIANTS,
     ExperimentConfig,
     build_model,
-    check_device,
     evaluate_test_links,
-    prepare_pair,
+    restore_learner,
+    restore_run,
     run_experiment,
+    stored_config,
 )
 from almea_pyg.train.memory import limit_heap_fragmentation
-from almea_pyg.train.run_folder import (
-    CHECKPOINT_FILE,
-    RUN_FILE,
-    check_resumable,
-    read_run_file,
-    run_identity,
-)
 from almea_pyg.train.trainer import (
-    Trainer,
     TrainingDivergedError,
-    load_checkpoint_state,
 )
 
 log = logging.getLogger("almea_pyg")
@@ -295,59 +284,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"results: {Path(args.output) / 'result.json'}")
 
 
-def stored_config(run: Path) -> ExperimentConfig:
-    """The configuration of the run in folder ``run``: from its ``run.json``,
-    else its checkpoint, else its ``result.json`` (runs of earlier versions)."""
-    if not run.is_dir():
-        raise FileNotFoundError(f"{run}: no such run folder")
-    record = read_run_file(run)
-    if record is None and (run / CHECKPOINT_FILE).exists():
-        state = load_checkpoint_state(run / CHECKPOINT_FILE)
-        record = state.get("trainer", state).get("metadata") or None
-    if record is None and (run / "result.json").exists():
-        record = json.loads((run / "result.json").read_text())
-    if record is None:
-        raise FileNotFoundError(
-            f"{run} holds no run (no {RUN_FILE}, checkpoint or result.json): is it "
-            "a training --output?"
-        )
-    config = ExperimentConfig.from_dict(record["config"])
-    config.output = str(run)
-    return config
-
-
-def restore_run(run: Path) -> tuple[ExperimentConfig, MMKGPair, dict]:
-    """A run's configuration, its split pair and its checkpoint's state, checked
-    to belong together (the data did not change since the run)."""
-    config = stored_config(run)
-    checkpoint = run / CHECKPOINT_FILE
-    if not checkpoint.exists():
-        raise FileNotFoundError(f"{checkpoint} not found")
-    check_device(config.device)
-    pair = prepare_pair(config)
-    state = load_checkpoint_state(checkpoint)
-    check_resumable(run, state, run_identity(asdict(config), pair))
-    return config, pair, state
-
-
-def restore_learner(
-    run: Path, active: ActiveLearningConfig | None = None
-) -> ActiveLearner:
-    """A run's trainer and active learner as its checkpoint left them.
-
-    ``active`` replaces the run's own active-learning settings (a run trained
-    without active learning has none).
-    """
-    config, pair, state = restore_run(run)
-    active = active or config.active
-    if active is None:
-        raise ValueError(f"{run} ran without active learning: give a strategy")
-    trainer = Trainer(build_model(config, pair), pair, progress=False)
-    learner = ActiveLearner(trainer, active, output_dir=run, seed=config.seed)
-    learner.load_state_dict(state)
-    return learner
-
-
 def cmd_label_import(args: argparse.Namespace) -> None:
     run = Path(args.run)
     learner = restore_learner(run)
@@ -385,7 +321,7 @@ def cmd_label_export(args: argparse.Namespace) -> None:
 
 
 def cmd_label_serve(args: argparse.Namespace) -> None:
-    from almea_pyg.active.label_page import serve
+    from almea_pyg.pipeline.label_page import serve
 
     serve(
         args.run,

@@ -1,7 +1,7 @@
 """Accuracy harness: the paper's Table 1 / Table 2 cells and its Table 5 t-tests.
 
 A cell is one (dataset, seed ratio, variant, warm-up epochs, seed) run of
-:func:`almea_pyg.train.experiment.run_experiment`; the variants are
+:func:`almea_pyg.pipeline.experiment.run_experiment`; the variants are
 :data:`HARNESS_VARIANTS` (plus ``no_<modality>``). Every cell not yet done runs in
 turn (dataset, ratio, seed, then variant), each in a fresh process so that its
 peak memory is its own, and writes one JSON into ``--results``. Its run directory
@@ -54,15 +54,15 @@ import torch
 
 from almea_pyg.active.loop import ActiveLearningConfig
 from almea_pyg.io import atomic_write_text
-from almea_pyg.select import STRATEGIES
-from almea_pyg.train import experiment
-from almea_pyg.train.experiment import (
+from almea_pyg.pipeline import experiment
+from almea_pyg.pipeline.experiment import (
     OPTIMIZERS,
     PAPER_SCHEDULE,
     VARIANTS,
     ExperimentConfig,
     write_json,
 )
+from almea_pyg.select import STRATEGIES
 from almea_pyg.train.memory import limit_heap_fragmentation
 from almea_pyg.train.trainer import load_checkpoint_state
 from almea_pyg.typing import PAPER_MODALITIES
@@ -95,7 +95,7 @@ class Variant:
 
     Attributes:
         description: The variant in words (and the paper row it stands for).
-        model: A key of :data:`~almea_pyg.train.experiment.VARIANTS`.
+        model: A key of :data:`~almea_pyg.pipeline.experiment.VARIANTS`.
         drop: The modality left out of the model (a modality ablation).
         strategy: Active learning with this strategy when set.
         oracle: The oracle of the active-learning rounds.

@@ -1,7 +1,7 @@
 """ALMEA training speed and memory against a dense-adjacency GAT; evaluation at scale.
 
 Training: the FB15K-DB15K pair at 20 % seeds (or ``--dataset synthetic``), the ALMEA
-model of :func:`almea_pyg.train.experiment.build_model`, full-batch epochs with the
+model of :func:`almea_pyg.pipeline.experiment.build_model`, full-batch epochs with the
 library's :class:`~almea_pyg.train.Trainer`. Each implementation of the structural
 encoder's GAT layers runs in its own process (this script re-invoked with a hidden
 ``--worker`` flag), so that the process's peak resident memory is its own:
@@ -52,7 +52,7 @@ from torch_geometric.nn.inits import glorot, zeros
 from almea_pyg.data.synthetic import make_synthetic_pair
 from almea_pyg.metrics import evaluate_alignment
 from almea_pyg.nn.conv import CSRGATConv
-from almea_pyg.train.experiment import ExperimentConfig, build_model, prepare_pair
+from almea_pyg.pipeline.experiment import ExperimentConfig, build_model, prepare_pair
 from almea_pyg.train.memory import limit_heap_fragmentation, peak_memory_mib
 from almea_pyg.train.trainer import Trainer
 

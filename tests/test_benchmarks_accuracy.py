@@ -223,8 +223,8 @@ def test_unknown_variant_fails_before_training(
 
 
 def test_variant_table_covers_models_and_strategies(acc):
+    from almea_pyg.pipeline.experiment import VARIANTS as MODEL_VARIANTS
     from almea_pyg.select import STRATEGIES
-    from almea_pyg.train.experiment import VARIANTS as MODEL_VARIANTS
 
     table = acc.HARNESS_VARIANTS
     assert set(MODEL_VARIANTS) <= set(table)

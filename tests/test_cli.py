@@ -291,7 +291,7 @@ def test_a_crafted_checkpoint_runs_no_code(run_dir, tmp_path, command, capsys):
 
 
 def test_the_default_cache_is_per_user_not_per_directory(monkeypatch, tmp_path):
-    from almea_pyg.train.experiment import default_cache_dir
+    from almea_pyg.pipeline.experiment import default_cache_dir
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_dir() == tmp_path / "almea_pyg"
@@ -316,7 +316,7 @@ def test_the_codes_optimizer_is_selectable_and_stated(tmp_path):
 
 
 def test_a_run_leaves_the_callers_random_state_alone(tmp_path):
-    from almea_pyg.train.experiment import ExperimentConfig, run_experiment
+    from almea_pyg.pipeline.experiment import ExperimentConfig, run_experiment
 
     torch.manual_seed(1234)
     expected = torch.rand(3)

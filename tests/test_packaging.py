@@ -188,3 +188,48 @@ assert callable(ds3), ds3
 ds3(torch.rand(6, 6))
 """
     )
+
+
+def _subpackage_imports() -> dict[str, set[str]]:
+    """``{subpackage: subpackages it imports}`` over every import in the package,
+    those inside functions included (a lazy import is a dependency too)."""
+    package = ROOT / "almea_pyg"
+    graph: dict[str, set[str]] = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts
+        if parts == ("__init__",):
+            continue
+        node = parts[0]
+        graph.setdefault(node, set())
+        for item in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(item, ast.ImportFrom) and item.module:
+                names = [item.module]
+            elif isinstance(item, ast.Import):
+                names = [alias.name for alias in item.names]
+            for name in names:
+                dotted = name.split(".")
+                if dotted[0] == "almea_pyg" and len(dotted) > 1 and dotted[1] != node:
+                    graph[node].add(dotted[1])
+    return graph
+
+
+def test_imports_between_subpackages_flow_one_way():
+    graph = _subpackage_imports()
+    assert {"active", "train", "pipeline", "select", "data"} <= set(graph)
+    state: dict[str, str] = {}
+
+    def visit(path: list[str]) -> None:
+        node = path[-1]
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycle = path[path.index(nxt) :] + [nxt]
+                raise AssertionError(f"import cycle: {' -> '.join(cycle)}")
+            if nxt not in state:
+                visit(path + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit([node])

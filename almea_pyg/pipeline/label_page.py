@@ -342,7 +342,7 @@ def create_app(
     """
     import flask
 
-    from almea_pyg.cli import restore_learner
+    from almea_pyg.pipeline.experiment import restore_learner
 
     run_dir = Path(run_dir)
     session = LabelSession(restore_learner(run_dir), num_candidates=num_candidates)

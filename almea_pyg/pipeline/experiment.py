@@ -28,15 +28,17 @@ from almea_pyg.datasets.openea import PAIRS as OPENEA
 from almea_pyg.io import atomic_write_text
 from almea_pyg.metrics.ranking import evaluate_directions
 from almea_pyg.models import ALMEA
-from almea_pyg.plot import save_run_plots
-from almea_pyg.train.memory import peak_memory_mib
-from almea_pyg.train.run_folder import (
+from almea_pyg.pipeline.run_folder import (
     CHECKPOINT_FILE,
+    RUN_FILE,
     check_resumable,
     prepare_folder,
+    read_run_file,
     run_identity,
     write_run_file,
 )
+from almea_pyg.plot import save_run_plots
+from almea_pyg.train.memory import peak_memory_mib
 from almea_pyg.train.trainer import (
     Trainer,
     TrainingDivergedError,
@@ -233,7 +235,7 @@ def run_experiment(
     With ``config.active`` (rounds > 0), the warm-up is ``epochs`` and active
     learning follows. The output folder records the run (``run.json``: config,
     fingerprints of config and data, status; see
-    :mod:`~almea_pyg.train.run_folder`) and is checkpointed every
+    :mod:`~almea_pyg.pipeline.run_folder`) and is checkpointed every
     ``checkpoint_every`` epochs of the warm-up and after each round. A folder
     holding another run is refused unless ``overwrite``; ``resume`` continues
     from ``output/checkpoint.pt`` and refuses a checkpoint of other data or
@@ -446,3 +448,56 @@ def write_labelled_links(trainer: Trainer, path: str | os.PathLike) -> None:
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     """Write JSON atomically (temporary file, then rename)."""
     atomic_write_text(json.dumps(obj, indent=2, default=str), path)
+
+
+def stored_config(run: Path) -> ExperimentConfig:
+    """The configuration of the run in folder ``run``: from its ``run.json``,
+    else its checkpoint, else its ``result.json`` (runs of earlier versions)."""
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: no such run folder")
+    record = read_run_file(run)
+    if record is None and (run / CHECKPOINT_FILE).exists():
+        state = load_checkpoint_state(run / CHECKPOINT_FILE)
+        record = state.get("trainer", state).get("metadata") or None
+    if record is None and (run / "result.json").exists():
+        record = json.loads((run / "result.json").read_text())
+    if record is None:
+        raise FileNotFoundError(
+            f"{run} holds no run (no {RUN_FILE}, checkpoint or result.json): is it "
+            "a training --output?"
+        )
+    config = ExperimentConfig.from_dict(record["config"])
+    config.output = str(run)
+    return config
+
+
+def restore_run(run: Path) -> tuple[ExperimentConfig, MMKGPair, dict]:
+    """A run's configuration, its split pair and its checkpoint's state, checked
+    to belong together (the data did not change since the run)."""
+    config = stored_config(run)
+    checkpoint = run / CHECKPOINT_FILE
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"{checkpoint} not found")
+    check_device(config.device)
+    pair = prepare_pair(config)
+    state = load_checkpoint_state(checkpoint)
+    check_resumable(run, state, run_identity(asdict(config), pair))
+    return config, pair, state
+
+
+def restore_learner(
+    run: Path, active: ActiveLearningConfig | None = None
+) -> ActiveLearner:
+    """A run's trainer and active learner as its checkpoint left them.
+
+    ``active`` replaces the run's own active-learning settings (a run trained
+    without active learning has none).
+    """
+    config, pair, state = restore_run(run)
+    active = active or config.active
+    if active is None:
+        raise ValueError(f"{run} ran without active learning: give a strategy")
+    trainer = Trainer(build_model(config, pair), pair, progress=False)
+    learner = ActiveLearner(trainer, active, output_dir=run, seed=config.seed)
+    learner.load_state_dict(state)
+    return learner

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from almea_pyg.data import make_synthetic_pair
-from almea_pyg.train.run_folder import (
+from almea_pyg.pipeline.run_folder import (
     RunFolderError,
     check_resumable,
     config_fingerprint,

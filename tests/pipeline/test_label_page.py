@@ -11,9 +11,9 @@ import pytest
 flask = pytest.importorskip("flask")
 
 from almea_pyg import cli  # noqa: E402
-from almea_pyg.active import label_page  # noqa: E402
-from almea_pyg.active.label_page import LabelServer, create_app  # noqa: E402
 from almea_pyg.data.pair import link_keys  # noqa: E402
+from almea_pyg.pipeline import experiment, label_page  # noqa: E402
+from almea_pyg.pipeline.label_page import LabelServer, create_app  # noqa: E402
 from almea_pyg.typing import ENTITY, RELATION_EDGE  # noqa: E402
 
 TOKEN = "test-token"
@@ -98,7 +98,7 @@ def test_restart_keeps_answers_and_resumes(run):
 
 
 def test_kg_text_is_escaped(run, monkeypatch):
-    restore = cli.restore_learner
+    restore = experiment.restore_learner
 
     def restore_with_script(path):
         learner = restore(path)
@@ -111,7 +111,7 @@ def test_kg_text_is_escaped(run, monkeypatch):
         pair.target[RELATION_EDGE].relation_names = [XSS] * len(relations)
         return learner
 
-    monkeypatch.setattr(cli, "restore_learner", restore_with_script)
+    monkeypatch.setattr(experiment, "restore_learner", restore_with_script)
     client = create_app(run, token=TOKEN).test_client()
     html = client.get(f"/?token={TOKEN}").get_data(as_text=True)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
