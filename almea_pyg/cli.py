@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from almea_pyg.active.labels import unanswered_pairs, write_label_request
-from almea_pyg.active.loop import ActiveLearningConfig
+from almea_pyg.active.loop import ActiveLearningConfig, is_budget
 from almea_pyg.pipeline.experiment import (
     DATASETS,
     OPTIMIZERS,
@@ -51,11 +51,7 @@ non_negative_int = _number(int, "a whole number >= 0", lambda v: v >= 0)
 positive_float = _number(float, "a number > 0", lambda v: math.isfinite(v) and v > 0)
 fraction = _number(float, "a fraction in (0, 1)", lambda v: 0 < v < 1)
 share = _number(float, "a fraction in [0, 1)", lambda v: 0 <= v < 1)
-budget = _number(
-    float,
-    "a fraction in (0, 1) or a whole count >= 1",
-    lambda v: 0 < v < 1 or (v >= 1 and v == int(v)),
-)
+budget = _number(float, "a fraction in (0, 1) or a whole count >= 1", is_budget)
 
 
 def add_train_arguments(

@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 PASSIVE = "passive"
 
 
+def is_budget(value: float) -> bool:
+    """Whether ``value`` is a round's budget: a fraction of the links in (0, 1)
+    or a whole count >= 1."""
+    return 0 < value < 1 or (value >= 1 and value == int(value))
+
+
 @dataclass
 class ActiveLearningConfig:
     """The schedule and choices of an active-learning run (Table 9 defaults).
@@ -79,9 +85,7 @@ class ActiveLearningConfig:
             )
         if self.interval < 1:
             raise ValueError(f"interval must be at least 1 epoch, got {self.interval}")
-        if not self.budget > 0 or (
-            self.budget >= 1 and self.budget != int(self.budget)
-        ):
+        if not is_budget(self.budget):
             raise ValueError(
                 "budget must be a fraction of the links in (0, 1) or a whole count "
                 f">= 1, got {self.budget}"
