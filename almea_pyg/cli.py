@@ -147,8 +147,9 @@ def add_train_arguments(
     active.add_argument(
         "--strategy",
         default="ds3",
-        help="ds3, random, uncertainty, degree, coreset, or passive (random pool "
-        "links revealed: the no-strategy baseline)",
+        help="ds3, random, random_pair, uncertainty, degree, coreset, passive (random "
+        "pool links revealed: the no-strategy baseline), or none (nothing asked: "
+        "the no-label reference that trains as many epochs)",
     )
     active.add_argument(
         "--question",

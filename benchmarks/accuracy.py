@@ -52,7 +52,7 @@ from typing import Any
 
 import torch
 
-from almea_pyg.active.loop import ActiveLearningConfig
+from almea_pyg.active.loop import NO_LABELS, PASSIVE, ActiveLearningConfig
 from almea_pyg.io import atomic_write_text
 from almea_pyg.pipeline import experiment
 from almea_pyg.pipeline.experiment import (
@@ -100,6 +100,9 @@ class Variant:
         strategy: Active learning with this strategy when set.
         oracle: The oracle of the active-learning rounds.
         transductive: Test entities in the candidate pool (the paper's code).
+        question: ``"pair"`` or ``"entity"`` (see :class:`ActiveLearningConfig`).
+        lam_rule: DS3's λ rule (:func:`almea_pyg.select.ds3.ds3`).
+        alpha: DS3's α of this variant (else Table 9's, or ``--alpha``).
     """
 
     description: str
@@ -108,6 +111,9 @@ class Variant:
     strategy: str | None = None
     oracle: str = "simulated"
     transductive: bool = False
+    question: str = "pair"
+    lam_rule: str = "paper"
+    alpha: float | None = None
 
 
 _MODEL_NOTES = {
@@ -119,6 +125,10 @@ _MODEL_NOTES = {
     "no_url": "ALMEA w/o ACS without L_URL (Table 2)",
     "no_jal": "ALMEA w/o ACS without L_JAL (Table 2)",
 }
+
+#: DS3's α under the relative λ rule: ~4 % of a 1,000-pair pool kept as
+#: representatives (docs/ds3.md).
+RELATIVE_ALPHA = 0.02
 
 #: Every variant the harness runs, by name. Besides these, ``no_<modality>``
 #: drops any modality a pair has.
@@ -141,6 +151,40 @@ HARNESS_VARIANTS: dict[str, Variant] = {
         )
         for strategy in sorted(STRATEGIES)
     },
+    **{
+        f"almea+{strategy}+entity": Variant(
+            f"ALMEA with {strategy} selection, entity questions (what is a's "
+            "counterpart?), simulated oracle, no leak",
+            strategy=strategy,
+            question="entity",
+        )
+        for strategy in sorted(STRATEGIES)
+    },
+    "almea+passive": Variant(
+        "no strategy: the budget's worth of random true pool links revealed per "
+        "round (the baseline), no leak",
+        strategy=PASSIVE,
+    ),
+    "almea+none": Variant(
+        "no labels: the rounds' epochs trained on the seeds alone (the reference "
+        "that trains exactly as long)",
+        strategy=NO_LABELS,
+    ),
+    "almea+ds3+relative": Variant(
+        f"ALMEA with DS3 at λ = α·λ_max, α = {RELATIVE_ALPHA} (a rule that "
+        "sparsifies at every pool size), simulated oracle, no leak",
+        strategy="ds3",
+        lam_rule="relative",
+        alpha=RELATIVE_ALPHA,
+    ),
+    "almea+ds3+relative+entity": Variant(
+        f"ALMEA with DS3 at λ = α·λ_max, α = {RELATIVE_ALPHA}, entity questions, "
+        "simulated oracle, no leak",
+        strategy="ds3",
+        lam_rule="relative",
+        alpha=RELATIVE_ALPHA,
+        question="entity",
+    ),
     "almea+ds3+pseudo": Variant(
         "ALMEA as the paper's code runs it: DS3, pseudo oracle, transductive pool",
         strategy="ds3",
@@ -336,8 +380,12 @@ class Cell:
         )
 
     def default_alpha(self) -> float | None:
-        strategy = resolve_variant(self.variant).strategy
-        return paper_alpha(self.dataset, self.seed_ratio) if strategy == "ds3" else None
+        variant = resolve_variant(self.variant)
+        if variant.strategy != "ds3":
+            return None
+        if variant.alpha is not None:
+            return variant.alpha
+        return paper_alpha(self.dataset, self.seed_ratio)
 
     @property
     def name(self) -> str:
@@ -389,6 +437,8 @@ def ds3_options(
     if variant.strategy != "ds3":
         return {"alpha": None, "prune": None}
     alpha = paper_alpha(dataset, ratio) if args.alpha is None else args.alpha
+    if variant.alpha is not None:
+        alpha = variant.alpha
     return {"alpha": alpha, "prune": args.prune}
 
 
@@ -508,11 +558,19 @@ def experiment_config(cell: Cell, options: dict[str, Any]) -> ExperimentConfig:
             strategy=variant.strategy,
             strategy_kwargs={
                 name: value
-                for name, value in (("alpha", cell.alpha), ("prune", cell.prune))
+                for name, value in (
+                    ("alpha", cell.alpha),
+                    ("prune", cell.prune),
+                    (
+                        "lam_rule",
+                        None if variant.lam_rule == "paper" else variant.lam_rule,
+                    ),
+                )
                 if value is not None
             },
             oracle=variant.oracle,
             transductive=variant.transductive,
+            question=variant.question,
         )
     return ExperimentConfig(
         dataset=cell.dataset,

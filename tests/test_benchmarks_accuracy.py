@@ -427,6 +427,31 @@ def test_prune_reaches_ds3_cells_only(acc):
     assert acc.experiment_config(random, options).active.strategy_kwargs == {}
 
 
+def test_scarce_label_variants_reach_the_loop(acc):
+    args = acc.build_parser().parse_args(
+        ["--datasets", "FB15K_DB15K", "--seed-ratios", "0.01", "--pool-ratio", "0.2"]
+        + ["--seeds", "0", "--alpha", "0.35", "--variants", "almea+ds3"]
+        + ["almea+ds3+relative+entity", "almea+none", "almea+passive"]
+        + ["almea+random+entity"]
+    )
+    options = {"data_dir": None, "cache_dir": "data", "eval_every": 0}
+    options.update(device="cpu", work_dir="w", progress=False)
+    configs = {
+        cell.variant: acc.experiment_config(cell, options).active
+        for cell in acc.build_cells(args)
+    }
+    assert configs["almea+ds3"].strategy_kwargs == {"alpha": 0.35}
+    relative = configs["almea+ds3+relative+entity"]
+    assert relative.strategy_kwargs == {
+        "alpha": acc.RELATIVE_ALPHA,
+        "lam_rule": "relative",
+    }
+    assert (relative.strategy, relative.question) == ("ds3", "entity")
+    assert configs["almea+random+entity"].question == "entity"
+    assert configs["almea+none"].strategy == "none"
+    assert configs["almea+passive"].strategy == "passive"
+
+
 @pytest.mark.parametrize("low_resource", [False, True])
 def test_max_grad_norm_reaches_every_cell_and_its_config(acc, low_resource):
     argv = ["--datasets", "FB15K_DB15K", "--variants", "almea+ds3", "--seeds", "0"]

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 #: The strategy name of the no-strategy baseline (random pool links revealed).
 PASSIVE = "passive"
+#: The strategy name of the no-label reference: rounds that ask nothing, so the
+#: model trains exactly as many epochs as an active run without any new label.
+NO_LABELS = "none"
 
 
 def is_budget(value: float) -> bool:
@@ -53,7 +56,9 @@ class ActiveLearningConfig:
         threshold: Only ask pairs whose similarity score reaches this (``τ``).
         strategy: Acquisition strategy name (see :mod:`almea_pyg.select`), or
             ``"passive"``: no strategy, ``budget`` random true links of the pool
-            revealed per round (what a labeller does without one; a baseline).
+            revealed per round (what a labeller does without one; a baseline), or
+            ``"none"``: nothing asked, the rounds' epochs trained on the seeds
+            alone (the reference that trains exactly as long).
         strategy_kwargs: Keyword arguments of the strategy (e.g. ``alpha``).
         oracle: ``"simulated"``, ``"pseudo"`` or ``"human"``.
         transductive: Let test entities into the pool (the paper's code). Off:
@@ -142,7 +147,7 @@ class ActiveLearner:
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.strategy = (
             None
-            if config.strategy == PASSIVE
+            if config.strategy in (PASSIVE, NO_LABELS)
             else strategy_resolver(config.strategy, **config.strategy_kwargs)
         )
         self.oracle = oracle_resolver(oracle or config.oracle, trainer.pair, output_dir)
@@ -235,6 +240,8 @@ class ActiveLearner:
     def _propose(self, emb_s: Tensor, emb_t: Tensor) -> tuple[Tensor, Tensor]:
         trainer = self.trainer
         budget = self.config.budget_count(trainer.pair.links.size(1))
+        if self.config.strategy == NO_LABELS:
+            return trainer.train_links[:, :0], emb_s.new_empty(0)
         exclude_s, exclude_t = self.pool_exclusions()
         if self.strategy is None:
             return self._passive(budget, exclude_s, exclude_t, emb_s, emb_t)

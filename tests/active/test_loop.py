@@ -296,6 +296,14 @@ def test_passive_reveals_random_pool_links(pool_pair):
     ).all()
 
 
+def test_no_label_reference_trains_the_rounds_on_the_seeds(pool_pair):
+    al = learner(pool_pair, strategy="none", budget=6)
+    rounds = al.run()
+    assert [r["epoch"] for r in rounds] == [2, 3, 4]
+    assert [(r["asked"], r["gained"]) for r in rounds] == [(0, 0)] * 3
+    assert al.trainer.train_links.size(1) == seeds(pool_pair)
+
+
 def test_already_top1_counts_true_answers_the_model_knew(pool_pair, monkeypatch):
     al = learner(pool_pair, strategy="random", budget=10, rounds=1)
     truth = dict(zip(*pool_pair.links.tolist()))
