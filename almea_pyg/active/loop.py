@@ -164,6 +164,9 @@ class ActiveLearner:
         #: The pairs asked in the latest round, ``(2, n)`` (for the selection map).
         self.last_asked = pair.links.new_empty(2, 0)
         self.test_links_removed = 0
+        #: What the strategy reported on the latest selection (DS3: pool size and
+        #: representatives), recorded with the round.
+        self.selection: dict[str, Any] = {}
         self.source_degree, self.target_degree = (
             degrees(
                 kg["entity", "relation", "entity"].edge_index, kg["entity"].num_nodes
@@ -256,6 +259,7 @@ class ActiveLearner:
             target_degree=self.target_degree,
             generator=self.generator,
         )
+        self.selection = self.strategy.summary_
         pairs, scores = selection.pairs, selection.score
         fresh = ~torch.isin(
             link_keys(pairs, self.num_targets),
@@ -382,6 +386,7 @@ class ActiveLearner:
                 "negatives": self.negatives.size(1),
                 "test_links": self.trainer.test_links.size(1),
                 "select_seconds": select_seconds,
+                "selection": self.selection,
                 **metrics,
             }
         )

@@ -82,6 +82,9 @@ class Strategy(ABC):
         self.metric = metric
         self.csls_k = csls_k
         self.chunk_size = chunk_size
+        #: What the last :meth:`select` decided besides its pairs, for a round's
+        #: record (DS3: pool size, representatives); empty for most strategies.
+        self.summary_: dict[str, Any] = {}
 
     def select(
         self,
@@ -115,6 +118,7 @@ class Strategy(ABC):
             -> three ``(n,)`` tensors with ``n <= budget``.
         """
         _check_arguments(source_emb, target_emb, labelled, budget)
+        self.summary_ = {}
         device = source_emb.device
         labelled = labelled.to(device=device, dtype=torch.long)
         exclude_s = merge_indices(labelled[0], exclude_source)

@@ -85,6 +85,13 @@ class DS3Strategy(Strategy):
             chunk_size=self.chunk_size,
         )
         self.acquisition_ = out
+        self.summary_ = {"pool": len(out.pool), "representatives": 0}
+        if out.result is not None:
+            self.summary_.update(
+                representatives=int(out.result.representatives.numel()),
+                iterations=int(out.result.num_iterations),
+                converged=bool(out.result.converged),
+            )
         return Selection(out.source_index, out.target_index, out.score)
 
     def extra_repr(self) -> str:

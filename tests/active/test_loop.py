@@ -304,6 +304,17 @@ def test_no_label_reference_trains_the_rounds_on_the_seeds(pool_pair):
     assert al.trainer.train_links.size(1) == seeds(pool_pair)
 
 
+def test_ds3_rounds_record_pool_and_representatives(pool_pair):
+    rounds = learner(pool_pair, strategy="ds3", budget=6).run()
+    assert rounds[0]["selection"] == {}
+    for record in rounds[1:]:
+        selection = record["selection"]
+        assert 0 < selection["representatives"] <= selection["pool"]
+        assert record["asked"] <= min(6, selection["representatives"])
+    passive = learner(pool_pair, strategy="passive", budget=6, rounds=1).run()
+    assert passive[1]["selection"] == {}
+
+
 def test_already_top1_counts_true_answers_the_model_knew(pool_pair, monkeypatch):
     al = learner(pool_pair, strategy="random", budget=10, rounds=1)
     truth = dict(zip(*pool_pair.links.tolist()))
