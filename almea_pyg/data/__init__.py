@@ -1,4 +1,5 @@
-"""Data layer: :class:`MMKGPair`, readers, feature builders, splits, synthetic data."""
+"""Data layer: :class:`MMKGPair`, readers, feature builders, missing-modality
+transforms, splits, synthetic data."""
 
 from almea_pyg.data.errors import DataFormatError
 from almea_pyg.data.features import (
@@ -8,6 +9,11 @@ from almea_pyg.data.features import (
     build_features,
     feature_matrix,
     match_feature_widths,
+)
+from almea_pyg.data.missing import (
+    DropModality,
+    FillMissing,
+    propagate_features,
 )
 from almea_pyg.data.pair import MMKGPair, feature_modalities, modality_mask
 from almea_pyg.data.readers import (
@@ -31,6 +37,8 @@ __all__ = [
     "SYNTHETIC_DEFAULTS",
     "BuildModalityFeatures",
     "DataFormatError",
+    "DropModality",
+    "FillMissing",
     "MMKGPair",
     "bag_of_attributes",
     "bag_of_relations",
@@ -42,6 +50,7 @@ __all__ = [
     "write_synthetic_tsv",
     "match_feature_widths",
     "modality_mask",
+    "propagate_features",
     "read_mmea_pair",
     "read_mmkb_kg",
     "read_mmkb_pair",
