@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from almea_pyg.metrics.similarity import DEFAULT_CHUNK_SIZE
+from almea_pyg.select.blocks import balanced_blocks
 from almea_pyg.select.dissimilarity import (
     DEFAULT_SIGMA,
     dissimilarity_matrix,
@@ -30,7 +31,10 @@ class DS3Acquisition:
         source_index, target_index, score: The selected pairs, most confident first.
         pool: The candidate pool ``Q_sorted``.
         diversity: The diversity scores ``D`` of the pool, ``(K,)``.
-        result: The :class:`~almea_pyg.select.ds3.DS3Result` on the pool.
+        result: The :class:`~almea_pyg.select.ds3.DS3Result` on the pool (a batch
+            of problems when the pool was split into blocks).
+        blocks: The pool positions of each block, ``(B, k)``; ``None`` when DS3
+            ran on the whole pool.
     """
 
     source_index: Tensor
@@ -39,6 +43,7 @@ class DS3Acquisition:
     pool: CandidatePool
     diversity: Tensor
     result: Optional[DS3Result]
+    blocks: Optional[Tensor] = None
 
 
 def ds3_acquire(
@@ -62,6 +67,7 @@ def ds3_acquire(
     rho_rule: RhoRule = "adaptive",
     max_iter: int = 1000,
     tol: float = 1e-7,
+    block_size: Optional[int] = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> DS3Acquisition:
     """Select up to ``budget`` pairs to label with DS3 (Section 3.3, SPEC §6).
@@ -69,7 +75,10 @@ def ds3_acquire(
     1. ``Q``: mutual nearest neighbours between the unlabelled (and not excluded)
        entities, most confident first, optionally pruned to a top fraction.
     2. ``A`` (Eq. 5) and ``D`` (Eqs. 6-7) from the (L2-normalised) pair embeddings.
-    3. :func:`~almea_pyg.select.ds3.ds3` on ``A`` with row weights ``D``.
+    3. :func:`~almea_pyg.select.ds3.ds3` on ``A`` with row weights ``D``; a pool
+       larger than ``block_size`` is split into balanced blocks of nearby pairs
+       (:func:`~almea_pyg.select.blocks.balanced_blocks`) solved in one batched
+       call, each block with its own λ.
     4. Among the representatives, the most confident pairs (optionally only those
        with score ``≥ τ``), up to ``budget``.
 
@@ -99,6 +108,9 @@ def ds3_acquire(
             balancing). (default: ``"adaptive"``)
         max_iter: ADMM iteration limit. (default: ``1000``)
         tol: ADMM tolerance. (default: ``1e-7``)
+        block_size: Split pools larger than this into blocks of at most this many
+            pairs (memory ``B k²`` instead of ``K²``); ``None`` (default): one
+            problem.
         chunk_size: Rows per similarity / distance block.
 
     Shapes:
@@ -138,24 +150,34 @@ def ds3_acquire(
     if len(pool) == 0 or budget == 0:
         empty = pool.source_index[:0]
         return DS3Acquisition(empty, empty, pool.score[:0], pool, diversity, None)
-    A = dissimilarity_matrix(
-        h_s,
-        h_t,
-        csls_k=csls_k if dissimilarity == "csls" else None,
-        chunk_size=chunk_size,
-    )
-    result = ds3(
-        A,
+    csls = csls_k if dissimilarity == "csls" else None
+    options = dict(
         alpha=alpha,
         lam_rule=lam_rule,
-        row_weights=diversity,
         rho=rho,
         rho_rule=rho_rule,
         max_iter=max_iter,
         tol=tol,
     )
+    blocks = None
+    if block_size is not None and len(pool) > block_size:
+        blocks = balanced_blocks(torch.cat([h_s, h_t], dim=-1), block_size)
+        A = torch.stack(
+            [
+                dissimilarity_matrix(h_s[b], h_t[b], csls_k=csls, chunk_size=chunk_size)
+                for b in blocks
+            ]
+        )
+        result = ds3(A, row_weights=diversity[blocks], **options)
+        representatives = torch.cat(
+            [b[r] for b, r in zip(blocks, result.representatives)]
+        )
+    else:
+        A = dissimilarity_matrix(h_s, h_t, csls_k=csls, chunk_size=chunk_size)
+        result = ds3(A, row_weights=diversity, **options)
+        representatives = result.representatives
     # The pool is sorted by confidence, so a lower position is a more confident pair.
-    chosen = result.representatives.sort().values
+    chosen = representatives.sort().values
     if tau is not None:
         chosen = chosen[pool.score[chosen] >= tau]
     chosen = chosen[:budget]
@@ -166,4 +188,5 @@ def ds3_acquire(
         pool,
         diversity,
         result,
+        blocks,
     )

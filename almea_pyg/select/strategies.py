@@ -32,6 +32,8 @@ class DS3Strategy(Strategy):
         sigma: Upper end of the diversity scores. (default: ``3.0``)
         tau: Confidence threshold on the pair score. (default: ``None``)
         prune: Keep this top fraction of the pool. (default: ``None``)
+        block_size: Solve pools larger than this in balanced blocks of at most
+            this many pairs, in one batched call. (default: ``None``: whole)
         **kwargs: ``metric``, ``csls_k``, ``chunk_size`` and DS3's ``rho``,
             ``max_iter``, ``tol``.
 
@@ -53,9 +55,11 @@ class DS3Strategy(Strategy):
         rho: float = 0.1,
         max_iter: int = 1000,
         tol: float = 1e-7,
+        block_size: Optional[int] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.block_size = block_size
         self.alpha, self.sigma, self.tau, self.prune = alpha, sigma, tau, prune
         self.lam_rule, self.rho_rule = lam_rule, rho_rule
         self.dissimilarity = dissimilarity
@@ -82,16 +86,23 @@ class DS3Strategy(Strategy):
             rho_rule=self.rho_rule,
             max_iter=self.max_iter,
             tol=self.tol,
+            block_size=self.block_size,
             chunk_size=self.chunk_size,
         )
         self.acquisition_ = out
         self.summary_ = {"pool": len(out.pool), "representatives": 0}
         if out.result is not None:
+            result = out.result
+            representatives = result.representatives
+            if isinstance(representatives, list):  # a batch of blocks
+                representatives = torch.cat(representatives)
             self.summary_.update(
-                representatives=int(out.result.representatives.numel()),
-                iterations=int(out.result.num_iterations),
-                converged=bool(out.result.converged),
+                representatives=int(representatives.numel()),
+                iterations=int(result.num_iterations.max()),
+                converged=bool(result.converged.all()),
             )
+            if out.blocks is not None:
+                self.summary_["blocks"] = out.blocks.size(0)
         return Selection(out.source_index, out.target_index, out.score)
 
     def extra_repr(self) -> str:
