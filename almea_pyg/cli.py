@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import logging
 import math
 import sys
+from argparse import SUPPRESS
 from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from almea_pyg.active.labels import unanswered_pairs, write_label_request
 from almea_pyg.active.loop import ActiveLearningConfig, is_budget
+from almea_pyg.models import latent_diagnostics
 from almea_pyg.pipeline.experiment import (
     DATASETS,
+    DEFAULT_DIM,
     OPTIMIZERS,
     VARIANTS,
     ExperimentConfig,
@@ -54,20 +60,40 @@ share = _number(float, "a fraction in [0, 1)", lambda v: 0 <= v < 1)
 budget = _number(float, "a fraction in (0, 1) or a whole count >= 1", is_budget)
 
 
+_RUN = ExperimentConfig()
+_ACTIVE = ActiveLearningConfig()
+
+
 def add_train_arguments(
     parser: argparse.ArgumentParser, *, dataset: str | None = None
 ) -> None:
-    """The options of a training run (shared by the CLI and the examples)."""
+    """The options of a training run (shared by the CLI and the examples).
+
+    The run's settings have no argparse default: one is in the parsed namespace
+    only when typed, so that it overrides ``--config`` (:func:`config_from_args`).
+    """
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the run's settings from a .json, .toml or .yaml file (docs/runs.md); "
+        "options typed here override the file's",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        default=False,
+        help="print the run's settings as JSON (a --config file) instead of training",
+    )
+    run = parser.add_argument_group("the run", argument_default=SUPPRESS)
     if dataset is None:
-        parser.add_argument(
+        run.add_argument(
             "--dataset",
             choices=DATASETS,
-            default="synthetic",
             metavar="NAME",
             help="a named dataset: synthetic (default), FB15K_DB15K, FB15K_YAGO15K, "
             "DBP15K_zh_en|ja_en|fr_en, OpenEA_<pair> (e.g. OpenEA_D_W_15K_V1)",
         )
-        parser.add_argument(
+        run.add_argument(
             "--data",
             metavar="DIR",
             help="your own KG pair: a directory in any supported layout (mmkb, "
@@ -75,158 +101,195 @@ def add_train_arguments(
         )
     else:
         parser.set_defaults(dataset=dataset, data=None)
-    parser.add_argument(
+    run.add_argument(
         "--data-dir",
         help="local copy of a named dataset's files (e.g. ../shared/data/mmkg)",
     )
-    parser.add_argument(
+    run.add_argument(
         "--cache-dir",
         help="processed-pair cache (default: $XDG_CACHE_HOME/almea_pyg or "
         "~/.cache/almea_pyg)",
     )
-    parser.add_argument("--seed-ratio", type=fraction, default=0.2)
-    parser.add_argument(
+    run.add_argument("--seed-ratio", type=fraction, help=f"default: {_RUN.seed_ratio}")
+    run.add_argument(
         "--pool-ratio",
         type=share,
-        default=0.0,
         help="share of links hidden from every split, revealable only by an oracle",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
+    run.add_argument("--seed", type=int, help=f"default: {_RUN.seed}")
+    run.add_argument(
         "--epochs", type=positive_int, help="default: the paper's warm-up (Table 9)"
     )
-    parser.add_argument("--eval-every", type=non_negative_int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--output", help="directory for result.json, log.csv, checkpoint"
+    run.add_argument(
+        "--eval-every",
+        type=non_negative_int,
+        help="evaluate every this many epochs (default: 0, never during training)",
     )
-    parser.add_argument("--variant", choices=sorted(VARIANTS), default="almea")
-    parser.add_argument(
+    run.add_argument("--device", help=f"default: {_RUN.device}")
+    run.add_argument("--output", help="directory for result.json, log.csv, checkpoint")
+    run.add_argument(
+        "--variant", choices=sorted(VARIANTS), help=f"default: {_RUN.variant}"
+    )
+    run.add_argument(
         "--modalities",
         help="comma-separated subset, e.g. graph,rel,attr (default: all)",
     )
-    parser.add_argument("--metric", choices=["cosine", "csls"], default="csls")
-    parser.add_argument("--dim", type=positive_int, default=300)
-    parser.add_argument("--lr", type=positive_float, default=1e-3)
-    parser.add_argument("--batch-size", type=positive_int, default=3500)
-    parser.add_argument(
+    run.add_argument(
+        "--metric", choices=["cosine", "csls"], help=f"default: {_RUN.metric}"
+    )
+    run.add_argument("--dim", type=positive_int, help=f"default: {DEFAULT_DIM}")
+    run.add_argument("--lr", type=positive_float, help=f"default: {_RUN.lr:g}")
+    run.add_argument(
+        "--batch-size", type=positive_int, help=f"default: {_RUN.batch_size}"
+    )
+    run.add_argument(
         "--max-grad-norm",
         type=positive_float,
         help="clip the gradients' global L2 norm to this (default: the optimizer's)",
     )
-    parser.add_argument(
+    run.add_argument(
         "--optimizer",
         choices=sorted(OPTIMIZERS),
-        default="paper",
-        help="paper: Adam as the text states; code: as the paper's public code "
-        "runs (weight decay 1e-4, gradients clipped at norm 1.0)",
+        help="paper (default): Adam as the text states; code: as the paper's public "
+        "code runs (weight decay 1e-4, gradients clipped at norm 1.0)",
     )
-    parser.add_argument(
+    run.add_argument(
         "--checkpoint-every",
         type=non_negative_int,
-        default=25,
-        help="checkpoint every this many warm-up epochs (0: only at the end)",
+        help="checkpoint every this many warm-up epochs (default: "
+        f"{_RUN.checkpoint_every}; 0: only at the end)",
     )
-    parser.add_argument(
+    run.add_argument(
         "--impute", action="store_true", help="impute missing modalities at inference"
     )
-    parser.add_argument("--no-progress", action="store_true")
-    active = parser.add_argument_group("active learning (on with --rounds > 0)")
-    active.add_argument(
-        "--rounds", type=non_negative_int, default=0, help="T_r (paper: 5)"
+    run.add_argument("--no-progress", action="store_true")
+    active = parser.add_argument_group(
+        "active learning (on with --rounds > 0)", argument_default=SUPPRESS
     )
     active.add_argument(
-        "--interval", type=positive_int, default=50, help="T_inter epochs"
+        "--rounds", type=non_negative_int, help="T_r (default: 0; paper: 5)"
+    )
+    active.add_argument(
+        "--interval", type=positive_int, help=f"T_inter epochs ({_ACTIVE.interval})"
     )
     active.add_argument(
         "--budget",
         type=budget,
-        default=0.01,
-        help="per round: fraction of links or count",
+        help=f"per round: fraction of links or count (default: {_ACTIVE.budget})",
     )
     active.add_argument(
         "--strategy",
-        default="ds3",
-        help="ds3, random, random_pair, uncertainty, degree, coreset, passive (random "
-        "pool links revealed: the no-strategy baseline), or none (nothing asked: "
-        "the no-label reference that trains as many epochs)",
+        help="ds3 (default), random, random_pair, uncertainty, degree, coreset, "
+        "passive (random pool links revealed: the no-strategy baseline), or none "
+        "(nothing asked: the no-label reference that trains as many epochs)",
     )
     active.add_argument(
         "--question",
         choices=["pair", "entity"],
-        default="pair",
-        help="pair: is (a, b) a match? entity: what is a's counterpart, or none?",
+        help="pair (default): is (a, b) a match? entity: what is a's counterpart, "
+        "or none?",
     )
     active.add_argument("--alpha", type=float, help="DS3 sparsification factor")
     active.add_argument(
         "--threshold", type=float, help="ask only pairs scoring >= this"
     )
     active.add_argument(
-        "--oracle", choices=["simulated", "pseudo", "human"], default="simulated"
+        "--oracle",
+        choices=["simulated", "pseudo", "human"],
+        help=f"default: {_ACTIVE.oracle}",
     )
     active.add_argument(
         "--transductive",
         action="store_true",
         help="let test entities into the pool (the paper's code; leaks with simulated)",
     )
-    active.add_argument(
+    parser.add_argument(
         "--resume",
         action="store_true",
+        default=False,
         help="continue the run in --output from its checkpoint (its own settings)",
     )
     parser.add_argument(
         "--overwrite",
         action="store_true",
+        default=False,
         help="replace the run that --output holds (default: refuse)",
     )
 
 
-def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    model = {"dim": args.dim}
-    if args.impute:
+#: Options that set the :class:`ExperimentConfig` field of their name.
+CONFIG_OPTIONS = (
+    "dataset",
+    "data_dir",
+    "cache_dir",
+    "seed_ratio",
+    "pool_ratio",
+    "seed",
+    "epochs",
+    "eval_every",
+    "device",
+    "output",
+    "variant",
+    "metric",
+    "lr",
+    "batch_size",
+    "max_grad_norm",
+    "optimizer",
+    "checkpoint_every",
+)
+#: Options that set the :class:`ActiveLearningConfig` field of their name.
+ACTIVE_OPTIONS = (
+    "rounds",
+    "interval",
+    "budget",
+    "strategy",
+    "question",
+    "threshold",
+    "oracle",
+    "transductive",
+)
+
+
+def config_from_args(
+    args: argparse.Namespace, base: ExperimentConfig | None = None
+) -> ExperimentConfig:
+    """The run the options describe: ``base`` (a ``--config`` file's settings),
+    else the defaults, with every option typed on the command line over it."""
+    given = vars(args)
+    config = (
+        copy.deepcopy(base)
+        if base is not None
+        else ExperimentConfig(model={"dim": DEFAULT_DIM})
+    )
+    updates = {name: given[name] for name in CONFIG_OPTIONS if name in given}
+    if "dataset" in given:  # a named dataset instead of the file's directory
+        updates["data"] = None
+    if "data" in given:
+        data = str(Path(given["data"]).resolve()) if given["data"] else None
+        updates["data"] = data
+        if data is not None:
+            updates["dataset"] = Path(data).name
+    if "modalities" in given:
+        updates["modalities"] = given["modalities"].split(",")
+    if "no_progress" in given:
+        updates["progress"] = False
+    model = dict(config.model)
+    if "dim" in given:
+        model["dim"] = given["dim"]
+    if "impute" in given:
         model["impute_missing"] = True
-    data = str(Path(args.data).resolve()) if args.data else None
-    return ExperimentConfig(
-        dataset=Path(data).name if data else args.dataset,
-        data=data,
-        data_dir=args.data_dir,
-        cache_dir=args.cache_dir,
-        seed_ratio=args.seed_ratio,
-        pool_ratio=args.pool_ratio,
-        seed=args.seed,
-        epochs=args.epochs,
-        eval_every=args.eval_every,
-        device=args.device,
-        output=args.output,
-        variant=args.variant,
-        modalities=args.modalities.split(",") if args.modalities else None,
-        metric=args.metric,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        max_grad_norm=args.max_grad_norm,
-        optimizer=args.optimizer,
-        checkpoint_every=args.checkpoint_every,
-        model=model,
-        active=active_config_from_args(args),
-        progress=not args.no_progress,
-    )
-
-
-def active_config_from_args(args: argparse.Namespace) -> ActiveLearningConfig | None:
-    if not args.rounds:
-        return None
-    kwargs = {"alpha": args.alpha} if args.alpha is not None else {}
-    return ActiveLearningConfig(
-        interval=args.interval,
-        rounds=args.rounds,
-        budget=args.budget,
-        threshold=args.threshold,
-        strategy=args.strategy,
-        strategy_kwargs=kwargs,
-        oracle=args.oracle,
-        transductive=args.transductive,
-        question=args.question,
-    )
+    updates["model"] = model
+    active = {name: given[name] for name in ACTIVE_OPTIONS if name in given}
+    if active or "alpha" in given:
+        settings = config.active or ActiveLearningConfig(rounds=0)
+        if "alpha" in given:
+            active["strategy_kwargs"] = {
+                **settings.strategy_kwargs,
+                "alpha": given["alpha"],
+            }
+        settings = replace(settings, **active)
+        updates["active"] = settings if settings.rounds else None
+    return replace(config, **updates)
 
 
 def format_metrics(result: dict) -> str:
@@ -253,21 +316,31 @@ def format_metrics(result: dict) -> str:
 
 def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
-        if not args.output:
+        output = getattr(args, "output", None)
+        if not output:
             raise ValueError("--resume needs the run's --output directory")
-        config = stored_config(Path(args.output))
-        config.output = args.output  # a copied folder resumes into itself
-        config.progress = not args.no_progress
+        if args.config:
+            raise ValueError(
+                "--resume continues a run with its own settings: no --config"
+            )
+        config = stored_config(Path(output))
+        config.output = output  # a copied folder resumes into itself
+        config.progress = "no_progress" not in args
     else:
-        config = config_from_args(args)
+        base = ExperimentConfig.from_file(args.config) if args.config else None
+        config = config_from_args(args, base)
+    if args.print_config:
+        print(json.dumps(asdict(config), indent=2))
+        return
     result = run_experiment(config, resume=args.resume, overwrite=args.overwrite)
+    output = config.output
     if result["status"] == "labels_pending":
         round_ = len(result["rounds"])
         print(
             f"round {round_}: labels requested in "
-            f"{Path(args.output) / f'labels_round{round_}.csv'}; fill the label "
-            f"column (yes/no), run `almea-pyg label import FILE --run {args.output}`, "
-            f"then `almea-pyg train --resume --output {args.output}`"
+            f"{Path(output) / f'labels_round{round_}.csv'}; fill the label "
+            f"column (yes/no), run `almea-pyg label import FILE --run {output}`, "
+            f"then `almea-pyg train --resume --output {output}`"
         )
         return
     for row in result["rounds"]:
@@ -277,8 +350,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             f"MRR {row['mrr']:.2f}"
         )
     print(format_metrics(result))
-    if args.output:
-        print(f"results: {Path(args.output) / 'result.json'}")
+    if output:
+        print(f"results: {Path(output) / 'result.json'}")
 
 
 def cmd_label_import(args: argparse.Namespace) -> None:
@@ -326,7 +399,9 @@ def cmd_label_serve(args: argparse.Namespace) -> None:
         port=args.port,
         token=args.token,
         open_browser=args.open,
-        announce=lambda url: print(f"label the round at {url} (Ctrl-C stops)"),
+        announce=lambda url: print(
+            f"label the round at {url} (Ctrl-C stops)", flush=True
+        ),  # shown at once even when stdout is a pipe or a file
     )
 
 
@@ -358,7 +433,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     # A transductive run's revealed test links left its test set.
     links = state.get("test_links", pair.test_links).to(pair.links.device)
     metrics = evaluate_test_links(model, pair, args.metric, links=links)
-    latent = model.latent_diagnostics(pair) if model.lsl is not None else None
+    latent = latent_diagnostics(model, pair) if model.lsl is not None else None
     print(format_metrics({"metrics": metrics, "latent_diagnostics": latent}))
 
 
@@ -445,7 +520,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDivergedError as error:
         print(f"almea-pyg: {error}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, NotADirectoryError) as error:
+    except (
+        ValueError,
+        FileNotFoundError,
+        NotADirectoryError,
+        ModuleNotFoundError,
+    ) as error:
         print(f"almea-pyg: error: {error}", file=sys.stderr)
         return 2
     return 0

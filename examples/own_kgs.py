@@ -24,6 +24,7 @@ import tempfile
 import torch
 
 from almea_pyg.data import BuildModalityFeatures, read_tsv_pair, write_synthetic_tsv
+from almea_pyg.metrics import alignment_candidates
 from almea_pyg.models import ALMEA
 from almea_pyg.train import Trainer
 
@@ -51,6 +52,12 @@ trainer = Trainer(model, pair, lr=1e-3)
 trainer.fit(args.epochs)
 print({k: round(v, 2) for k, v in trainer.evaluate().items()})
 
-best = model.candidates(pair, k=2, sources=pair.test_links[0, :3])
+best = alignment_candidates(
+    *model.embed(pair),
+    k=2,
+    sources=pair.test_links[0, :3],
+    source_ids=pair.source["entity"].ids,
+    target_ids=pair.target["entity"].ids,
+)
 for source, targets in zip(best.source_ids, best.target_ids):
     print(source, "->", targets)

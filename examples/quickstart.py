@@ -9,6 +9,7 @@ import argparse
 import torch
 
 from almea_pyg.data.synthetic import make_synthetic_pair
+from almea_pyg.metrics import alignment_candidates
 from almea_pyg.models import ALMEA
 from almea_pyg.train import Trainer
 
@@ -32,8 +33,13 @@ print(
     f"MRR {metrics['mrr']:.2f}  (CSLS, {pair.test_links.size(1)} test links)"
 )
 
-sources = pair.test_links[0, :3]
-candidates = model.candidates(pair, k=3, sources=sources)
+candidates = alignment_candidates(
+    *model.embed(pair),
+    k=3,
+    sources=pair.test_links[0, :3],
+    source_ids=pair.source["entity"].ids,
+    target_ids=pair.target["entity"].ids,
+)
 for name, targets, scores in zip(
     candidates.source_ids, candidates.target_ids, candidates.score.tolist()
 ):

@@ -1,6 +1,7 @@
 import csv
 import json
 import shutil
+import sys
 
 import pytest
 import torch
@@ -369,3 +370,99 @@ def test_dbp15k_by_name_and_by_path(dbp15k_dir, tmp_path, capsys):
     assert main(by_path + ["--output", str(tmp_path / "run")]) == 0
     protocol = json.loads((tmp_path / "run" / "result.json").read_text())["protocol"]
     assert protocol["train_links"] + protocol["test_links"] == 15000
+
+
+def print_config(argv, capsys):
+    assert main(["train", *argv, "--print-config"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_typed_options_override_the_config_file_and_only_they(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    path.write_text(
+        json.dumps(
+            {
+                "seed": 3,
+                "seed_ratio": 0.3,
+                "epochs": 7,
+                "model": {"dim": 8, "impute_missing": True},
+                "active": {"rounds": 2, "strategy_kwargs": {"alpha": 0.2}},
+            }
+        )
+    )
+    from_file = print_config(["--config", str(path)], capsys)
+    assert from_file["seed"] == 3 and from_file["seed_ratio"] == 0.3
+    assert from_file["model"] == {"dim": 8, "impute_missing": True}
+    assert from_file["active"]["rounds"] == 2
+    # a typed option wins, also when it types the default value
+    typed = ["--seed", "0", "--dim", "16", "--alpha", "0.5", "--budget", "4"]
+    config = print_config(["--config", str(path), *typed], capsys)
+    assert config["seed"] == 0 and config["seed_ratio"] == 0.3 and config["epochs"] == 7
+    assert config["model"] == {"dim": 16, "impute_missing": True}
+    assert config["active"]["strategy_kwargs"] == {"alpha": 0.5}
+    assert config["active"]["budget"] == 4 and config["active"]["rounds"] == 2
+    off = print_config(["--config", str(path), "--rounds", "0"], capsys)
+    assert off["active"] is None
+    named = print_config(["--config", str(path), "--dataset", "FB15K_DB15K"], capsys)
+    assert named["dataset"] == "FB15K_DB15K" and named["data"] is None
+
+
+def test_print_config_is_a_config_file(tmp_path, capsys):
+    argv = ["--epochs", "2", "--dim", "8", "--rounds", "1", "--seed", "4"]
+    printed = print_config(argv, capsys)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(printed))
+    assert print_config(["--config", str(path)], capsys) == printed
+    assert not list(tmp_path.glob("*.csv"))  # nothing trained
+
+
+def test_a_run_from_a_config_file_records_it_and_resumes(tmp_path, monkeypatch):
+    settings = {"epochs": 4, "seed": 1, "model": {"dim": 8}, "checkpoint_every": 2}
+    settings["progress"] = False
+    path = tmp_path / "run.toml"
+    path.write_text(
+        "epochs = 4\nseed = 1\ncheckpoint_every = 2\nprogress = false\n\n"
+        "[model]\ndim = 8\n"
+    )
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    flags = TINY + ["--epochs", "4", "--seed", "1", "--checkpoint-every", "2"]
+    assert main(flags + ["--output", str(straight)]) == 0
+    with monkeypatch.context() as patch:
+        kill_at_epoch(patch, 3)
+        with pytest.raises(Killed):
+            main(["train", "--config", str(path), "--output", str(killed)])
+    run = json.loads((killed / "run.json").read_text())
+    assert run["status"] == "running"
+    assert {k: run["config"][k] for k in settings} == settings
+    # the same settings from a file or from flags: the same run
+    expected_run = json.loads((straight / "run.json").read_text())
+    assert run["fingerprint"]["config"] == expected_run["fingerprint"]["config"]
+    assert main(["train", "--resume", "--output", str(killed), "--no-progress"]) == 0
+    resumed = json.loads((killed / "result.json").read_text())
+    expected = json.loads((straight / "result.json").read_text())
+    assert resumed["metrics"] == expected["metrics"]
+    assert resumed["config"]["epochs"] == 4 and resumed["config"]["seed"] == 1
+
+
+@pytest.mark.parametrize(
+    "text, extra, message",
+    [
+        ('{"epoch": 3}', [], "unknown key 'epoch': valid ones are dataset, data,"),
+        ("{}", ["--resume", "--output", "x"], "--resume continues a run with its own"),
+    ],
+)
+def test_config_file_errors_are_one_line(tmp_path, capsys, text, extra, message):
+    path = tmp_path / "run.json"
+    path.write_text(text)
+    assert main(["train", "--config", str(path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("almea-pyg: error:") and message in err
+    assert err.count("\n") == 1
+
+
+def test_a_missing_yaml_reader_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    (tmp_path / "run.yaml").write_text("epochs: 2\n")
+    assert main(["train", "--config", str(tmp_path / "run.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "needs PyYAML: pip install 'almea-pyg[config]'" in err

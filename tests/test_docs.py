@@ -74,6 +74,17 @@ def test_the_pages_show_commands_and_code():
     assert len(blocks("python")) >= 5
 
 
+def test_ci_runs_the_readme_test_command():
+    """`.ci/run` runs the README's test command as it stands, install steps
+    included, so a green CI rests on nothing installed by hand."""
+    readme = (ROOT / "README.md").read_text().splitlines()
+    comment = next(i for i, line in enumerate(readme) if line.startswith("# run the"))
+    command = readme[comment + 1]
+    assert "apt-get" in command and "chromium-driver" in command
+    assert command.endswith("python -m pytest -q")
+    assert command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
 @pytest.mark.parametrize(
     "argv",
     [argv for _, argv in COMMANDS if argv[0] == "almea-pyg"],

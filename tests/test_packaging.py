@@ -25,10 +25,17 @@ def python_floor() -> tuple[int, int]:
     return int(major), int(minor)
 
 
+#: Import names of the distributions whose import name is not their own.
+IMPORT_NAMES = {"pyyaml": "yaml"}
+
+
 def requirements(text: str) -> set[str]:
-    """Import names of a requirement list (the distribution name, ``-`` as ``_``)."""
-    names = (re.match(r"[A-Za-z0-9_.-]+", line).group() for line in text.split())
-    return {name.lower().replace("-", "_") for name in names}
+    """Import names of a requirement list, one requirement a line (the
+    distribution name, ``-`` as ``_``, or :data:`IMPORT_NAMES`'s)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    names = (re.match(r"[A-Za-z0-9_.-]+", line).group() for line in lines)
+    names = (name.lower().replace("-", "_") for name in names)
+    return {IMPORT_NAMES.get(name, name) for name in names}
 
 
 FLOOR = python_floor()
@@ -233,3 +240,8 @@ def test_imports_between_subpackages_flow_one_way():
     for node in sorted(graph):
         if node not in state:
             visit([node])
+
+
+def test_the_library_needs_no_scipy():
+    at_import, lazily = third_party_imports()
+    assert "scipy" not in at_import | lazily  # the t-test is computed in stats.py

@@ -238,7 +238,7 @@ class ActiveLearner:
         The strategy's selection among the pool, less the pairs already answered
         "no" and those below the threshold, at most the round's budget.
         """
-        return self._propose(*self.trainer.model.embed(self.trainer.pair))
+        return self._propose(*self.trainer.model.embed(self.trainer.inputs))
 
     def _propose(self, emb_s: Tensor, emb_t: Tensor) -> tuple[Tensor, Tensor]:
         trainer = self.trainer
@@ -291,7 +291,7 @@ class ActiveLearner:
     def _ask(self) -> None:
         """Select the round's pairs and put the question to the oracle."""
         start = time.perf_counter()
-        emb_s, emb_t = self.trainer.model.embed(self.trainer.pair)
+        emb_s, emb_t = self.trainer.model.embed(self.trainer.inputs)
         pairs, scores = self._propose(emb_s, emb_t)
         question = PendingRound(
             self.completed + 1,

@@ -9,6 +9,8 @@ from almea_pyg.metrics.ranking import (
     mean_reciprocal_rank,
 )
 from almea_pyg.metrics.similarity import (
+    AlignmentCandidates,
+    alignment_candidates,
     check_finite,
     csls_neighbourhood,
     mutual_nearest_neighbours,
@@ -17,7 +19,9 @@ from almea_pyg.metrics.similarity import (
 )
 
 __all__ = [
+    "AlignmentCandidates",
     "RankingMetric",
+    "alignment_candidates",
     "alignment_ranks",
     "check_finite",
     "csls_neighbourhood",

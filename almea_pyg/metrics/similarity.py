@@ -1,11 +1,12 @@
-"""Chunked similarity search between two embedding matrices (cosine and CSLS).
+"""Chunked similarity search between two embedding matrices (cosine and CSLS),
+and the top-k alignment candidates it gives.
 
 Nothing here materialises the full ``[N_x, N_y]`` score matrix: scores are produced
 ``chunk_size`` rows at a time, so memory is ``O(chunk_size * N_y)``.
 """
 
-from collections.abc import Iterator
-from typing import Optional
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -172,3 +173,56 @@ def mutual_nearest_neighbours(
     x_index, y_index, score = x_index[mutual], best_y[mutual], score_xy[mutual]
     order = score.argsort(descending=True, stable=True)
     return x_index[order], y_index[order], score[order]
+
+
+class AlignmentCandidates(NamedTuple):
+    """Top-k target candidates of source entities, best first."""
+
+    source_index: Tensor  #: ``(n,)``
+    target_index: Tensor  #: ``(n, k)``
+    score: Tensor  #: ``(n, k)``
+    source_ids: list[str]  #: identifiers of the sources, ``n`` (or none)
+    target_ids: list[list[str]]  #: identifiers of the candidates, ``n x k`` (or none)
+
+
+def alignment_candidates(
+    source_emb: Tensor,
+    target_emb: Tensor,
+    k: int = 10,
+    *,
+    sources: Optional[Tensor] = None,
+    targets: Optional[Tensor] = None,
+    source_ids: Optional[Sequence[str]] = None,
+    target_ids: Optional[Sequence[str]] = None,
+    metric: SimilarityMetric = "csls",
+    csls_k: int = 3,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> AlignmentCandidates:
+    """The ``k`` best targets of each of ``sources`` (default: every source)
+    among ``targets`` (default: every target), by :func:`topk_similarity`, with
+    the entities' identifiers when given (e.g. ``pair.source["entity"].ids``).
+
+    Shapes:
+        source_emb: ``(N_s, d)``, target_emb: ``(N_t, d)``, sources: ``(n,)`` ->
+        source_index: ``(n,)``, target_index and score: ``(n, k)``
+    """
+    if sources is None:
+        sources = torch.arange(source_emb.size(0), device=source_emb.device)
+    if targets is None:
+        targets = torch.arange(target_emb.size(0), device=target_emb.device)
+    score, best = topk_similarity(
+        source_emb[sources],
+        target_emb[targets],
+        k,
+        metric=metric,
+        csls_k=csls_k,
+        chunk_size=chunk_size,
+    )
+    target_index = targets[best]
+    source_names = [source_ids[i] for i in sources.tolist()] if source_ids else []
+    target_names = (
+        [[target_ids[j] for j in row] for row in target_index.tolist()]
+        if target_ids
+        else []
+    )
+    return AlignmentCandidates(sources, target_index, score, source_names, target_names)

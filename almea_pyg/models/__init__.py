@@ -1,6 +1,16 @@
-"""Entity-alignment models."""
+"""Entity-alignment models: ALMEA, its objective, imputation and diagnostics."""
 
-from almea_pyg.models.almea import ALMEA, AlignmentCandidates
+from almea_pyg.models.almea import ALMEA, ALMEAOutput
+from almea_pyg.models.diagnostics import latent_diagnostics
+from almea_pyg.models.imputation import impute_modalities
 from almea_pyg.models.inputs import PairInputs
+from almea_pyg.models.loss import ALMEALoss
 
-__all__ = ["ALMEA", "AlignmentCandidates", "PairInputs"]
+__all__ = [
+    "ALMEA",
+    "ALMEALoss",
+    "ALMEAOutput",
+    "PairInputs",
+    "impute_modalities",
+    "latent_diagnostics",
+]

@@ -12,8 +12,8 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,8 @@ from almea_pyg.datasets import DBP15K, MMKB, OpenEA
 from almea_pyg.datasets.openea import PAIRS as OPENEA
 from almea_pyg.io import atomic_write_text
 from almea_pyg.metrics.ranking import evaluate_directions
-from almea_pyg.models import ALMEA
+from almea_pyg.models import ALMEA, latent_diagnostics
+from almea_pyg.pipeline.config_file import read_config_file
 from almea_pyg.pipeline.run_folder import (
     CHECKPOINT_FILE,
     RUN_FILE,
@@ -73,6 +74,9 @@ DATA_NOTES.update(
 #: (``ExperimentConfig.data``).
 DATASETS: tuple[str, ...] = tuple(DATA_NOTES)
 
+#: Table 9 of the paper: the embedding size (the CLI's and the grid's default).
+DEFAULT_DIM = 300
+
 #: Table 9 of the paper: masking rate and warm-up epochs per dataset.
 PAPER_SCHEDULE = {
     "FB15K_DB15K": {"p_mask": 0.45, "epochs": 500},
@@ -109,12 +113,33 @@ class ExperimentConfig:
     progress: bool = True
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> ExperimentConfig:
-        """Inverse of :func:`dataclasses.asdict` (as stored in ``result.json``)."""
+    def from_dict(cls, state: Mapping[str, Any]) -> ExperimentConfig:
+        """Inverse of :func:`dataclasses.asdict` (as stored in ``result.json``):
+        ``active`` a table of :class:`ActiveLearningConfig` fields. A pair read
+        from ``data`` is named after its folder unless ``dataset`` names it.
+        Unknown keys are refused with the valid ones."""
         state = dict(state)
+        _check_keys(state, cls, "")
+        for table in ("model", "active"):
+            if not isinstance(state.get(table) or {}, Mapping):
+                raise ValueError(f"{table}: a table of settings, not {state[table]!r}")
         if state.get("active") is not None:
+            _check_keys(state["active"], ActiveLearningConfig, "active ")
             state["active"] = ActiveLearningConfig(**state["active"])
+        if state.get("data") is not None and "dataset" not in state:
+            state["dataset"] = Path(state["data"]).name
         return cls(**state)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> ExperimentConfig:
+        """The config in a ``.json``, ``.toml`` or ``.yaml`` file
+        (:func:`~almea_pyg.pipeline.config_file.read_config_file`), read as
+        :meth:`from_dict` reads a table."""
+        state = read_config_file(path)
+        try:
+            return cls.from_dict(state)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from error
 
     def optimizer_settings(self) -> dict[str, float | None]:
         """Weight decay and gradient clipping of :attr:`optimizer`; an explicit
@@ -132,6 +157,16 @@ class ExperimentConfig:
         if self.epochs is not None:
             return self.epochs
         return PAPER_SCHEDULE.get(self.dataset, PAPER_SCHEDULE["synthetic"])["epochs"]
+
+
+def _check_keys(state: Mapping[str, Any], kind: type, table: str) -> None:
+    valid = [f.name for f in fields(kind)]
+    unknown = sorted(set(state) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"unknown {table}key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}: valid ones are {', '.join(valid)}"
+        )
 
 
 #: Named optimiser settings. ``"paper"``: Adam as the paper's text states (Table 9).
@@ -344,7 +379,7 @@ def _run_experiment(
         model.impute_missing = not model.impute_missing
         metrics[f"csls_impute_{model.impute_missing}".lower()] = trainer.evaluate()
         model.impute_missing = not model.impute_missing
-    latent = model.latent_diagnostics(pair) if model.lsl is not None else None
+    latent = latent_diagnostics(model, pair) if model.lsl is not None else None
     epoch_seconds = [row["seconds"] for row in trainer.history]
     result = {
         "status": status,

@@ -50,9 +50,12 @@ def make_adam(
 
 
 class Trainer:
-    r"""Trains a model whose ``forward(pair, links)`` returns a dict of losses
-    (key ``"loss"`` the total) and whose ``embed(pair)`` returns the joint
-    embeddings of both KGs, such as :class:`~almea_pyg.models.ALMEA`.
+    r"""Trains an alignment model such as :class:`~almea_pyg.models.ALMEA`: its
+    ``inputs(pair)`` (gathered once, :attr:`inputs`), its
+    ``forward(x_dict, edge_index, present_dict, source_index, target_index)`` on
+    them and a batch of seed links, its ``loss(out)`` (a dict of losses, key
+    ``"loss"`` the total) and its ``embed(inputs)`` (the joint embeddings of both
+    KGs).
 
     Each epoch shuffles the seed links and takes one Adam step per batch of
     ``batch_size`` links (the paper's schedule: lr 1e-3, batch 3500, so one step
@@ -108,6 +111,8 @@ class Trainer:
             raise ValueError(f"max_grad_norm must be positive, got {max_grad_norm}")
         self.model = model
         self.pair = pair
+        #: The model's inputs from :attr:`pair`, gathered once.
+        self.inputs = model.inputs(pair)
         if not weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         self.optimizer = make_adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -153,7 +158,11 @@ class Trainer:
             batch = self.train_links[:, perm[start : start + self.batch_size]]
             if batch.size(1) < 2:
                 continue
-            losses = self.model(self.pair, batch)
+            inputs = self.inputs
+            out = self.model(
+                inputs.features, inputs.edge_index, inputs.present, batch[0], batch[1]
+            )
+            losses = self.model.loss(out)
             self._check_finite("loss", losses["loss"], steps)
             self.optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
@@ -188,7 +197,7 @@ class Trainer:
     ) -> dict[str, float]:
         """Hits@1, Hits@10 and MRR (%) on ``links`` (default: :attr:`test_links`)."""
         links = self.test_links if links is None else links
-        emb_s, emb_t = self.model.embed(self.pair)
+        emb_s, emb_t = self.model.embed(self.inputs)
         return evaluate_alignment(
             emb_s, emb_t, links, metric=metric or self.metric, csls_k=self.csls_k
         )

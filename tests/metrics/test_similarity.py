@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from almea_pyg.metrics.similarity import (
+    alignment_candidates,
     check_finite,
     csls_neighbourhood,
     mutual_nearest_neighbours,
@@ -155,3 +156,32 @@ def test_check_finite() -> None:
     message = r"^emb has 2 non-finite rows \(first: row 11\); the model diverged\?$"
     with pytest.raises(ValueError, match=message):
         check_finite("emb", x, torch.tensor([10, 13, 12, 11]))
+
+
+def test_alignment_candidates() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 4), torch.randn(9, 4)
+    ids = [f"s{i}" for i in range(6)], [f"t{j}" for j in range(9)]
+    sources, targets = torch.tensor([4, 1]), torch.tensor([8, 2, 5, 0])
+    out = alignment_candidates(
+        x,
+        y,
+        3,
+        sources=sources,
+        targets=targets,
+        source_ids=ids[0],
+        target_ids=ids[1],
+        metric="cosine",
+    )
+    assert out.target_index.shape == out.score.shape == (2, 3)
+    assert torch.equal(out.source_index, sources)
+    values, best = topk_similarity(x[sources], y[targets], 3)
+    assert torch.equal(out.target_index, targets[best])
+    torch.testing.assert_close(out.score, values)
+    assert (out.score[:, :-1] >= out.score[:, 1:]).all()
+    assert out.source_ids == ["s4", "s1"]
+    assert out.target_ids[0][0] == f"t{int(out.target_index[0, 0])}"
+    # Without ids or subsets: every source against every target.
+    whole = alignment_candidates(x, y, 2)
+    assert whole.target_index.shape == (6, 2)
+    assert whole.source_ids == whole.target_ids == []

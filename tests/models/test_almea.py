@@ -3,9 +3,7 @@ import torch
 
 from almea_pyg.data.synthetic import make_synthetic_pair
 from almea_pyg.metrics import evaluate_alignment
-from almea_pyg.models import ALMEA
-
-LATENT_TERMS = ("scl", "dml", "url", "jal")
+from almea_pyg.models import ALMEA, PairInputs
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +16,11 @@ def small_model(pair, **kwargs):
     return ALMEA.from_pair(pair, dim=16, **kwargs)
 
 
+def seed_losses(model, inputs, links):
+    out = model(inputs.features, inputs.edge_index, inputs.present, *links)
+    return model.loss(out)
+
+
 def test_repr_and_modalities(pair):
     model = small_model(pair)
     assert model.modalities == ["graph", "attr", "img", "rel"]
@@ -27,79 +30,83 @@ def test_repr_and_modalities(pair):
     assert "lsl=False" in repr(small_model(pair, use_lsl=False))
 
 
-def test_forward_losses_and_gradients(pair):
-    model = small_model(pair)
-    losses = model(pair, pair.train_links[:, :64])
-    assert set(losses) == {"joint", "modal", "base", "loss", *LATENT_TERMS}
-    assert all(torch.isfinite(v) for v in losses.values())
-    expected = losses["base"] + sum(losses[k] for k in LATENT_TERMS)
-    assert torch.allclose(losses["loss"], expected)
-    losses["loss"].backward()
-    for name in ("structure", "encoders", "fusion", "lsl", "lsc"):
-        grads = [p.grad for p in getattr(model, name).parameters()]
-        assert any(g is not None and g.abs().sum() > 0 for g in grads), name
-
-
-def _losses_and_grads(model, pair, links):
-    losses = model(pair, links)
-    model.zero_grad()
-    losses["loss"].backward()
-    grads = {
-        n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
-    }
-    return {k: v.detach() for k, v in losses.items()}, grads
-
-
-def test_latent_chunks_equal_one_chunk_without_randomness(pair):
-    # Eval mode: no masking, no sampling, so chunking must not change a thing.
-    links = pair.train_links[:, :70]
-    whole = small_model(pair, latent_chunk_size=None).eval()
-    chunked = small_model(pair, latent_chunk_size=16).eval()
-    losses_w, grads_w = _losses_and_grads(whole, pair, links)
-    losses_c, grads_c = _losses_and_grads(chunked, pair, links)
-    for key in LATENT_TERMS + ("loss",):
-        assert torch.allclose(losses_c[key], losses_w[key], rtol=1e-5), key
-    assert grads_c.keys() == grads_w.keys()
-    for name, grad in grads_w.items():
-        assert torch.allclose(grads_c[name], grad, rtol=1e-4, atol=1e-6), name
-
-
-@pytest.mark.parametrize("recompute", [True, False])
-def test_latent_chunks_see_the_draws_of_one_pass(pair, monkeypatch, recompute):
-    # Training mode: masks and noise are drawn for the whole batch, so chunked
-    # (recomputed or kept) and unchunked passes give the same losses and gradients.
-    links = pair.train_links[:, :70]
-    whole = small_model(pair, latent_chunk_size=None).train()
-    chunked = small_model(pair, latent_chunk_size=16).train()
-    if not recompute:
-        monkeypatch.setattr(
-            "almea_pyg.models.almea.checkpoint", lambda fn, *args, **_: fn(*args)
-        )
-    torch.manual_seed(5)
-    losses_w, grads_w = _losses_and_grads(whole, pair, links)
-    torch.manual_seed(5)
-    losses_c, grads_c = _losses_and_grads(chunked, pair, links)
-    for key in LATENT_TERMS + ("loss",):
-        assert torch.allclose(losses_c[key], losses_w[key], rtol=1e-5), key
-    for name, grad in grads_w.items():
-        assert torch.allclose(grads_c[name], grad, rtol=1e-4, atol=1e-6), name
-
-
-def test_latent_chunk_size_must_be_positive(pair):
+def test_loss_settings_go_to_the_criterion(pair):
+    model = small_model(pair, lambda_dml=0.0, temperature=0.2, latent_chunk_size=None)
+    assert model.criterion.lambdas["dml"] == 0.0
+    assert model.criterion.temperature == 0.2
+    assert model.criterion.latent_chunk_size is None
+    assert not list(model.criterion.parameters())
     with pytest.raises(ValueError, match="latent_chunk_size"):
         small_model(pair, latent_chunk_size=0)
 
 
-def test_loss_switches(pair):
-    torch.manual_seed(3)
-    off = small_model(pair, lambda_scl=0.0, lambda_url=0.0)
-    losses = off(pair, pair.train_links[:, :64])
-    expected = losses["base"] + losses["dml"] + losses["jal"]
-    assert torch.allclose(losses["loss"], expected)
-    base = small_model(pair, use_lsl=False)
-    losses = base(pair, pair.train_links[:, :64])
-    assert not set(LATENT_TERMS) & set(losses)
-    assert torch.allclose(losses["loss"], losses["base"])
+def test_forward_shapes_on_rows(pair):
+    model = small_model(pair)
+    inputs = model.inputs(pair)
+    source, target = pair.train_links[0, :5], pair.train_links[1, :7]
+    out = model(inputs.features, inputs.edge_index, inputs.present, source, target)
+    assert out.num_source == 5
+    assert out.joint.shape == (12, 16)
+    for m in model.modalities:
+        assert out.h[m].shape == (12, 16)
+        assert out.present[m].shape == (12,)
+    index = torch.cat([source, target + pair.num_entities[0]])
+    assert torch.equal(out.present["img"], inputs.present["img"][index])
+    assert out.present["graph"].all()
+    # One side given: all entities of the other.
+    out = model(inputs.features, inputs.edge_index, inputs.present, source)
+    assert out.joint.size(0) == 5 + pair.num_entities[1]
+
+
+def test_forward_on_every_entity_equals_the_rows(pair):
+    model = small_model(pair).eval()
+    inputs = model.inputs(pair)
+    whole = model(inputs.features, inputs.edge_index, inputs.present)
+    assert whole.num_source == pair.num_entities[0]
+    assert whole.joint.size(0) == sum(pair.num_entities)
+    source, target = pair.test_links[0, :4], pair.test_links[1, :4]
+    rows = model(inputs.features, inputs.edge_index, inputs.present, source, target)
+    index = torch.cat([source, target + pair.num_entities[0]])
+    torch.testing.assert_close(rows.joint, whole.joint[index])
+
+
+def test_forward_without_masks_has_every_modality(pair):
+    model = small_model(pair).eval()
+    inputs = model.inputs(pair)
+    out = model(inputs.features, inputs.edge_index)
+    assert all(mask.all() for mask in out.present.values())
+    masked = model(inputs.features, inputs.edge_index, inputs.present)
+    complete = torch.stack([inputs.present[m] for m in inputs.present]).all(dim=0)
+    torch.testing.assert_close(out.joint[complete], masked.joint[complete])
+
+
+def test_forward_refuses_features_of_another_size(pair):
+    model = small_model(pair)
+    inputs = model.inputs(pair)
+    xs, xt = inputs.features["img"]
+    features = {**inputs.features, "img": (xs[:-1], xt)}
+    with pytest.raises(ValueError, match="'img'"):
+        model(features, inputs.edge_index, inputs.present)
+
+
+def test_inputs_are_gathered_afresh(pair):
+    model = small_model(pair)
+    first, second = model.inputs(pair), model.inputs(pair)
+    assert first is not second
+    assert isinstance(first, PairInputs)
+    assert sorted(first.features) == ["attr", "img", "rel"]
+    other = make_synthetic_pair(num_entities=120, seed=1)
+    with pytest.raises(ValueError, match="entities"):
+        model.inputs(other)
+
+
+def test_loss_and_gradients(pair):
+    model = small_model(pair)
+    losses = seed_losses(model, model.inputs(pair), pair.train_links[:, :64])
+    losses["loss"].backward()
+    for name in ("structure", "encoders", "fusion", "modality_weighting", "lsl", "lsc"):
+        grads = [p.grad for p in getattr(model, name).parameters()]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), name
 
 
 def test_modality_subset(pair):
@@ -117,60 +124,15 @@ def test_embed_and_imputation(pair):
     assert not emb_s.requires_grad  # inference builds no autograd graph
     imp_s, imp_t = model.embed(pair, impute_missing=True)
     inputs = model.inputs(pair)
-    present = model.presence(inputs)
-    complete = torch.stack([present[m] for m in model.modalities]).all(dim=0)
+    complete = torch.stack(list(inputs.present.values())).all(dim=0)
     changed = ~torch.isclose(torch.cat([emb_s, emb_t]), torch.cat([imp_s, imp_t])).all(
         1
     )
     assert changed.any()
     assert not (changed & complete).any()
     assert model.training
-
-
-def test_latent_diagnostics_of_a_collapsed_and_a_mean_decoder(pair):
-    model = small_model(pair)
-    inputs = model.inputs(pair)
-    h, present = model.encode(inputs), model.presence(inputs)
-    with torch.no_grad():
-        for vae in model.lsl.vaes.values():
-            # Posterior N(0.5, 1) for every entity: a collapse, KL 0.5 * 0.5^2 per dim
-            vae.mu.weight.zero_(), vae.mu.bias.fill_(0.5)
-            vae.logvar.weight.zero_(), vae.logvar.bias.zero_()
-        # The attribute decoder always outputs the mean of h^attr (R^2 = 0), the
-        # relation decoder the mean plus one (R^2 = -n d / total sum of squares).
-        rows = {m: h[m][present[m]].detach() for m in ("attr", "rel")}
-        last = {m: model.lsl.vaes[m].decoder[-1] for m in rows}
-        for m, shift in (("attr", 0.0), ("rel", 1.0)):
-            last[m].weight.zero_(), last[m].bias.copy_(rows[m].mean(0) + shift)
-    stats = model.latent_diagnostics(pair)
-    assert set(stats) == set(model.modalities)
-    for m, row in stats.items():
-        assert row["entities"] == int(present[m].sum())
-        assert row["active_units"] == 0
-        assert row["kl_per_dim"] == pytest.approx(0.125, rel=1e-5)
-    for key in ("reconstruction_r2", "imputation_r2"):
-        assert stats["attr"][key] == pytest.approx(0.0, abs=1e-5)
-        rel = rows["rel"]
-        expected = -rel.numel() / (rel - rel.mean(0)).pow(2).sum().item()
-        assert stats["rel"][key] == pytest.approx(expected, rel=1e-4)
-    assert model.training
-
-
-def test_latent_diagnostics_count_units_that_vary(pair):
-    model = small_model(pair)
-    with torch.no_grad():
-        for vae in model.lsl.vaes.values():
-            vae.mu.weight.mul_(1e4)  # posterior means spread far across entities
-        model.lsl.vaes["rel"].mu.weight[:3] = 0  # except 3 constant dimensions
-    stats = model.latent_diagnostics(pair)
-    assert stats["rel"]["active_units"] == 13
-    assert all(stats[m]["active_units"] == 16 for m in ("graph", "attr", "img"))
-    # Running sums over chunks of 7 entities give what one chunk gives.
-    chunked = model.latent_diagnostics(pair, chunk_size=7)
-    for m, row in stats.items():
-        assert chunked[m] == pytest.approx(row, rel=1e-4)
-    with pytest.raises(RuntimeError, match="LSL"):
-        small_model(pair, use_lsl=False).latent_diagnostics(pair)
+    # The inputs give what the pair gives.
+    torch.testing.assert_close(model.embed(inputs, impute_missing=True)[0], imp_s)
 
 
 def test_modality_absent_from_one_kg(pair):
@@ -186,26 +148,18 @@ def test_modality_absent_from_one_kg(pair):
     )
     model = small_model(one_sided)
     assert model.in_channels["img"] == pair.source["entity"].x_img.size(1)
-    losses = model(one_sided, one_sided.train_links[:, :64])
+    inputs = model.inputs(one_sided)
+    losses = seed_losses(model, inputs, one_sided.train_links[:, :64])
     assert torch.isfinite(losses["loss"])
     emb_s, emb_t = model.embed(one_sided)
     assert torch.isfinite(emb_t).all()
 
 
-def test_candidates(pair):
-    model = small_model(pair)
-    sources = pair.test_links[0, :4]
-    out = model.candidates(pair, k=5, sources=sources, metric="cosine")
-    assert out.target_index.shape == out.score.shape == (4, 5)
-    assert (out.score[:, :-1] >= out.score[:, 1:]).all()
-    assert out.source_ids == [pair.source["entity"].ids[i] for i in sources.tolist()]
-    assert out.target_ids[0][0] == pair.target["entity"].ids[out.target_index[0, 0]]
-
-
 def train_full_batch(model, pair, steps=30):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    inputs = model.inputs(pair)
     for _ in range(steps):
-        loss = model(pair, pair.train_links)["loss"]
+        loss = seed_losses(model, inputs, pair.train_links)["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -40,6 +40,16 @@ def test_fit_logs_every_epoch(pair, tmp_path):
     )
 
 
+def test_inputs_are_gathered_once(pair, monkeypatch):
+    trainer = make_trainer(pair, batch_size=32)
+    calls = []
+    monkeypatch.setattr(trainer.model, "inputs", lambda p: calls.append(p))
+    trainer.fit(2)
+    trainer.evaluate()
+    assert calls == []
+    assert trainer.inputs.num_entities == sum(pair.num_entities)
+
+
 def test_callback_stops_training(pair):
     trainer = make_trainer(pair)
     trainer.fit(10, callback=lambda t: t.epoch == 2)

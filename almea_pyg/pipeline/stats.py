@@ -1,0 +1,250 @@
+"""Statistics over seeds: mean ± sample std, paired t-tests, summary rows.
+
+The t-test is computed here (Student's t distribution through the regularised
+incomplete beta function), so summarising needs no scipy; it gives
+:func:`scipy.stats.ttest_rel`'s two-sided ``t`` and ``p``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from almea_pyg.pipeline.grid import Cell
+from almea_pyg.pipeline.variants import HARNESS_VARIANTS
+
+log = logging.getLogger(__name__)
+
+#: The metrics of a summary row, in the order its tables show them.
+METRICS = ("hits@1", "hits@10", "mrr")
+
+#: The schedule fields that keep active-learning settings apart in a comparison.
+SCHEDULE_FIELDS = ("rounds", "interval", "budget", "alpha", "prune")
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float | None]:
+    """Mean and sample standard deviation (``ddof=1``; ``None`` for one value)."""
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+    }
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def paired_t_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float | None]:
+    """Paired two-sided t-test of ``a`` against ``b`` (at least two pairs).
+
+    Returns ``t``, ``p`` (``None`` where undefined: the differences all equal, or
+    ``t`` infinite) and ``mean_diff``, the mean of ``a - b``.
+    """
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(
+            f"a paired t-test needs two equally long samples of 2 or more, got "
+            f"{len(a)} and {len(b)}"
+        )
+    diffs = [x - y for x, y in zip(a, b)]
+    mean = statistics.fmean(diffs)
+    variance = statistics.variance(diffs)
+    if variance > 0:
+        t = mean / math.sqrt(variance / len(diffs))
+    else:
+        t = math.copysign(math.inf, mean) if mean else math.nan
+    p = student_t_two_sided(t, len(diffs) - 1)
+    return {"t": _finite(t), "p": _finite(p), "mean_diff": mean}
+
+
+def student_t_two_sided(t: float, df: int) -> float:
+    """``P(|T| >= |t|)`` for Student's t with ``df`` degrees of freedom:
+    ``I_x(df / 2, 1 / 2)`` at ``x = df / (df + t²)``."""
+    if math.isnan(t):
+        return math.nan
+    if math.isinf(t):
+        return 0.0
+    square = t * t
+    return regularized_beta(df / 2, 0.5, df / (df + square), square / (df + square))
+
+
+def regularized_beta(a: float, b: float, x: float, y: float) -> float:
+    """The regularised incomplete beta function ``I_x(a, b)``; ``y = 1 - x`` is
+    given separately to keep its precision where ``x`` is close to 1.
+
+    Its continued fraction (modified Lentz) on the side of ``x`` where it
+    converges fast, the other side by ``I_x(a, b) = 1 - I_y(b, a)``.
+    """
+    if x <= 0:
+        return 0.0
+    if y <= 0:
+        return 1.0
+    log_beta = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    front = math.exp(a * math.log(x) + b * math.log(y) - log_beta)
+    if x < (a + 1) / (a + b + 2):
+        return front * _beta_fraction(a, b, x) / a
+    return 1 - front * _beta_fraction(b, a, y) / b
+
+
+def _beta_fraction(
+    a: float, b: float, x: float, *, tol: float = 1e-15, max_terms: int = 10_000
+) -> float:
+    """The continued fraction of ``I_x(a, b)`` (modified Lentz's method)."""
+    tiny = 1e-300
+
+    def nonzero(value: float) -> float:
+        return value if abs(value) > tiny else tiny
+
+    c, d = 1.0, 1 / nonzero(1 - (a + b) * x / (a + 1))
+    fraction = d
+    for m in range(1, max_terms + 1):
+        even = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        odd = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        for term in (even, odd):
+            d = 1 / nonzero(1 + term * d)
+            c = nonzero(1 + term / c)
+            fraction *= c * d
+        if abs(c * d - 1) <= tol:
+            return fraction
+    raise ArithmeticError(f"I_x({a}, {b}) at x = {x}: no convergence")
+
+
+def _group_key(cell: dict[str, Any]) -> tuple:
+    return tuple((k, v) for k, v in Cell(**cell).key().items() if k != "seed")
+
+
+def summary_rows(
+    records: list[dict[str, Any]],
+    metric: str,
+    *,
+    reference: Callable[[Cell], dict[str, Any] | None] = lambda cell: None,
+) -> list[dict[str, Any]]:
+    """One row per group of cell records that differ only in the seed.
+
+    Each row holds the cells' key without the seed, the protocol, ``n`` and the
+    seeds, the :data:`METRICS` in ``metric`` (:func:`mean_std` over seeds), what
+    the oracle saw, the mean MRR after each round, the timing, and ``paper``:
+    ``reference(cell)`` (the paper's figure for the row, see
+    :func:`~almea_pyg.pipeline.report.paper_reference`).
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[_group_key(record["cell"])].append(record)
+    order = {name: i for i, name in enumerate(HARNESS_VARIANTS)}
+    rows = []
+    for group in groups.values():
+        group.sort(key=lambda r: r["cell"]["seed"])
+        cell, protocol = group[0]["cell"], group[0]["protocol"]
+        row = {k: v for k, v in cell.items() if k != "seed"}
+        row.update(
+            strategy=protocol.get("strategy"),
+            oracle=protocol.get("oracle"),
+            test_links_in_pool=protocol.get("test_links_in_pool"),
+            modalities=protocol.get("modalities"),
+            n=len(group),
+            seeds=[r["cell"]["seed"] for r in group],
+            metric=metric,
+        )
+        row["pool_ratio"] = cell.get("pool_ratio", 0.0)
+        for name in METRICS:
+            row[name] = mean_std([r["metrics"][metric][name] for r in group])
+        for name in ("asked", "correct"):  # over all rounds: what the oracle saw
+            totals = [sum(x[name] for x in r.get("rounds", [])) for r in group]
+            row[name] = mean_std(totals) if cell["rounds"] else None
+        # The evaluation after each round (round 0: the warm-up), mean over seeds.
+        curves = [r.get("rounds", []) for r in group]
+        row["round_mrr"] = [
+            statistics.fmean(curve[i]["mrr"] for curve in curves)
+            for i in range(min(map(len, curves)))
+        ]
+        seconds = [
+            r["timing"].get("seconds_per_epoch_median")
+            for r in group
+            if r["timing"].get("seconds_per_epoch_median") is not None
+        ]
+        memory = [r["timing"]["peak_memory_mib"] for r in group]
+        row["seconds_per_epoch_median"] = (
+            statistics.median(seconds) if seconds else None
+        )
+        row["peak_memory_mib_max"] = max(memory)
+        row["paper"] = reference(Cell(**cell))
+        rows.append(row)
+    rows.sort(
+        key=lambda r: (
+            r["dataset"],
+            r["seed_ratio"],
+            r["epochs"],
+            order.get(r["variant"], len(order)),
+            r["variant"],
+            r["rounds"],
+            r["interval"],
+            r["budget"],
+            r["dim"],
+            r["pool_ratio"],
+        )
+    )
+    return rows
+
+
+def compare_variants(
+    records: list[dict[str, Any]], a: str, b: str, metric: str
+) -> list[dict[str, Any]]:
+    """Paired t-tests of variant ``a`` against ``b`` over their common seeds.
+
+    One test per dataset, seed ratio, epochs and dimension (and schedule, for an
+    active-learning side) where both have at least two common seeds, on MRR and
+    Hits@1 (:func:`paired_t_test`); ``mean_diff`` is ``a - b``.
+    """
+    if a == b:
+        raise ValueError(f"--compare needs two different variants, got {a!r} twice")
+    sides: dict[tuple, dict[tuple, dict[int, dict]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    for record in records:
+        cell = record["cell"]
+        if cell["variant"] not in (a, b):
+            continue
+        setting = (
+            cell["dataset"],
+            cell["seed_ratio"],
+            cell["epochs"],
+            cell["dim"],
+            cell.get("pool_ratio", 0.0),
+        )
+        schedule = tuple(cell.get(k) for k in SCHEDULE_FIELDS)
+        sides[setting][(cell["variant"], schedule)][cell["seed"]] = record
+    tests = []
+    for setting, groups in sorted(sides.items()):
+        for (va, sched_a), seeds_a in groups.items():
+            for (vb, sched_b), seeds_b in groups.items():
+                if (va, vb) != (a, b):
+                    continue
+                common = sorted(set(seeds_a) & set(seeds_b))
+                if len(common) < 2:
+                    continue
+                test = {
+                    "a": a,
+                    "b": b,
+                    "dataset": setting[0],
+                    "seed_ratio": setting[1],
+                    "epochs": setting[2],
+                    "dim": setting[3],
+                    "pool_ratio": setting[4],
+                    "schedule_a": dict(zip(SCHEDULE_FIELDS, sched_a)),
+                    "schedule_b": dict(zip(SCHEDULE_FIELDS, sched_b)),
+                    "metric": metric,
+                    "n": len(common),
+                    "seeds": common,
+                }
+                for name in ("mrr", "hits@1"):
+                    test[name] = paired_t_test(
+                        [seeds_a[s]["metrics"][metric][name] for s in common],
+                        [seeds_b[s]["metrics"][metric][name] for s in common],
+                    )
+                tests.append(test)
+    if not tests:
+        log.warning("--compare %s %s: no setting with 2 common seeds", a, b)
+    return tests

@@ -1,0 +1,16 @@
+from almea_pyg.pipeline.grid import Cell
+from almea_pyg.pipeline.report import PAPER_RESULTS, paper_reference
+
+
+def test_the_paper_figure_only_for_the_papers_schedule():
+    cell = Cell("FB15K_DB15K", 0.2, "almea+ds3", 0, 500, rounds=5, interval=50)
+    cell = Cell(**{**cell.key(), "budget": 0.01, "alpha": 0.35})
+    assert paper_reference(cell)["source"] == "Table 1: ALMEA"
+    assert paper_reference(Cell(**{**cell.key(), "epochs": 100})) is None
+    assert paper_reference(Cell(**{**cell.key(), "pool_ratio": 0.1})) is None
+
+
+def test_the_codes_protocol_is_shown_the_papers_almea_row():
+    for (dataset, ratio, variant), row in PAPER_RESULTS.items():
+        if variant == "almea+ds3":
+            assert PAPER_RESULTS[dataset, ratio, "almea+ds3+pseudo"] == row
