@@ -8,6 +8,10 @@ file never costs labels already given. Files saved by a spreadsheet are read
 as they come: UTF-8 with or without a byte-order mark, separated by commas,
 semicolons or tabs. Identifiers and names that a spreadsheet would run as a
 formula are written behind a ``'`` (OWASP's CSV-injection advice).
+
+An entity question (what is a's counterpart, or none?) is answered in the same
+file: ``yes`` on the asked row, or another target's id in the row (or a row
+added for it) with ``yes``, or ``no`` for none.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from almea_pyg.active.oracles import OracleAnswer
+from almea_pyg.active.oracles import OracleAnswer, QuestionKind
 from almea_pyg.data.errors import DataFormatError
 from almea_pyg.data.pair import MMKGPair, link_keys
 from almea_pyg.io import atomic_write_text
@@ -183,9 +187,17 @@ def _warn_unanswered(
 
 
 def read_labels(
-    path: str | os.PathLike, pair: MMKGPair, *, asked: Tensor | None = None
+    path: str | os.PathLike,
+    pair: MMKGPair,
+    *,
+    asked: Tensor | None = None,
+    question: QuestionKind = "pair",
 ) -> OracleAnswer:
     """Validate a filled label file and return the accepted and rejected pairs.
+
+    For an entity ``question`` (``asked`` needed) a row may name another target
+    for an asked source: a ``yes`` there is the source's counterpart, and the
+    asked pair is then rejected; a source with only ``no`` has no counterpart.
 
     A row whose label is empty, or a row deleted, leaves its pair unanswered: it
     is in neither part of the answer, and a warning counts such pairs (see
@@ -193,18 +205,22 @@ def read_labels(
     :class:`~almea_pyg.data.errors.DataFormatError` naming the row for: text
     that is not UTF-8, a missing column, an unknown source or target id, a
     duplicate pair, a value other than yes/no, a pair that was not asked (when
-    ``asked`` is given), and a source (or target) given two different "yes"
-    partners; and naming the file when no pair is answered at all.
+    ``asked`` is given; for an entity question, a source that was not asked), and
+    a source (or target) given two different "yes" partners; and naming the file
+    when no pair is answered at all.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    if question == "entity" and asked is None:
+        raise ValueError("an entity question's answers are read against the asked")
     src_index = {e: i for i, e in enumerate(entity_ids(pair.source))}
     tgt_index = {e: i for i, e in enumerate(entity_ids(pair.target))}
     num_targets = pair.num_entities[1]
     asked_keys = (
         set(link_keys(asked, num_targets).tolist()) if asked is not None else None
     )
+    asked_sources = set(asked[0].tolist()) if question == "entity" else None
     seen: dict[tuple[int, int], int] = {}
     yes_source: dict[int, int] = {}
     yes_target: dict[int, int] = {}
@@ -237,7 +253,12 @@ def read_labels(
                     path, line, f"duplicate of the pair on line {seen[s, t]}"
                 )
             seen[s, t] = line
-            if asked_keys is not None and s * num_targets + t not in asked_keys:
+            if asked_sources is not None:
+                if s not in asked_sources:
+                    raise DataFormatError(
+                        path, line, "this source was not asked in the round"
+                    )
+            elif asked_keys is not None and s * num_targets + t not in asked_keys:
                 raise DataFormatError(
                     path, line, "this pair was not asked in the round"
                 )
@@ -269,5 +290,20 @@ def read_labels(
     )
     yes = torch.tensor([answer for _, _, answer in rows], dtype=torch.bool)
     answer = OracleAnswer(pairs[:, yes], pairs[:, ~yes])
+    if question == "entity":
+        answer = _reject_replaced(answer, asked.cpu(), num_targets)
     _warn_unanswered(path, answer, asked, blank)
     return answer
+
+
+def _reject_replaced(
+    answer: OracleAnswer, asked: Tensor, num_targets: int
+) -> OracleAnswer:
+    """``answer`` with the asked pairs whose source got another target as "no"."""
+    asked_keys = link_keys(asked, num_targets)
+    replaced = torch.isin(asked[0], answer.accepted[0])
+    replaced &= ~torch.isin(asked_keys, link_keys(answer.accepted, num_targets))
+    replaced &= ~torch.isin(asked_keys, link_keys(answer.rejected, num_targets))
+    return OracleAnswer(
+        answer.accepted, torch.cat([answer.rejected, asked[:, replaced]], dim=1)
+    )

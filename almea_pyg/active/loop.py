@@ -322,8 +322,11 @@ class ActiveLearner:
         """
         if self.pending is None:
             raise ValueError("no round is waiting for labels")
-        answer = read_labels(path, self.trainer.pair, asked=self.pending.pairs)
-        self.pending.answer = answer
+        pending = self.pending
+        answer = read_labels(
+            path, self.trainer.pair, asked=pending.pairs, question=pending.kind
+        )
+        pending.answer = answer
         return answer
 
     def _learn(self, answered: PendingRound) -> tuple[int, int]:
@@ -345,9 +348,11 @@ class ActiveLearner:
         trainer.add_train_links(accepted)
         self.negatives = torch.cat([self.negatives, answer.rejected], dim=1)
         if answered.kind == "entity":
+            # "none" is a rejection and no counterpart; unanswered sources stay.
             asked = answered.pairs[0]
-            none = asked[~torch.isin(asked, accepted[0])]
-            self.unmatched = torch.cat([self.unmatched, none])
+            none = torch.isin(asked, answer.rejected[0].to(asked.device))
+            none &= ~torch.isin(asked, accepted[0].to(asked.device))
+            self.unmatched = torch.cat([self.unmatched, asked[none]])
         known = 0
         if answered.top1 is not None and accepted.numel():
             best = torch.stack([answered.pairs[0], answered.top1])

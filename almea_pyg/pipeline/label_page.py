@@ -3,7 +3,9 @@
 The page shows each asked pair in turn, with both entities' identifiers, names,
 attributes and relation neighbours, the model's score and its best candidate
 targets for the source, and takes yes / no / skip (buttons or the keys ``y``,
-``n``, ``s``; ``u`` undoes the last answer). Every answer is written at once,
+``n``, ``s``; ``u`` undoes the last answer). For an entity question (what is the
+source's counterpart, or none?) a candidate can be the answer (its button or
+its number key), and "no" means none. Every answer is written at once,
 atomically, to the round's label file (``labels_round<N>.csv``, the format of
 :func:`~almea_pyg.active.labels.write_label_request`): the file is the state,
 so a server killed and started again resumes at the first open pair. "Finish
@@ -96,7 +98,11 @@ class LabelSession:
         self.round = pending.round
         self.pairs = pending.pairs.cpu()
         self.scores = pending.scores.cpu()
+        self.kind = pending.kind
         self.path = learner.oracle.label_path(pending.round)
+        #: The target each row names: the asked one, or the counterpart a
+        #: person picked for an entity question.
+        self.targets = self.pairs[1].tolist()
         self.labels = self._read()
         #: Indices answered (or skipped) in order, for undo.
         self.history = [i for i, label in enumerate(self.labels) if label]
@@ -132,14 +138,25 @@ class LabelSession:
                 self.path, self.pair, self.pairs, self.scores, self.round
             )
         try:
-            answer = read_labels(self.path, self.pair, asked=self.pairs)
+            answer = read_labels(
+                self.path, self.pair, asked=self.pairs, question=self.kind
+            )
         except DataFormatError as error:
             if error.line is None:  # the file answers nothing yet
                 return [""] * len(self)
             raise
+        labels = [""] * len(self)
+        if self.kind == "entity":  # by source: the answer may name another target
+            chosen = dict(zip(*answer.accepted.tolist()))
+            refused = set(answer.rejected[0].tolist())
+            for i, s in enumerate(self.pairs[0].tolist()):
+                if s in chosen:
+                    labels[i], self.targets[i] = "yes", chosen[s]
+                elif s in refused:
+                    labels[i] = "no"
+            return labels
         num_targets = self.pair.num_entities[1]
         keys = link_keys(self.pairs, num_targets)
-        labels = [""] * len(self)
         for links, label in ((answer.accepted, "yes"), (answer.rejected, "no")):
             for index in torch.isin(keys, link_keys(links, num_targets)).nonzero():
                 labels[int(index)] = label
@@ -153,8 +170,10 @@ class LabelSession:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(FIELDS)
-        rows = zip(self.pairs.t().tolist(), self.scores.tolist(), self.labels)
-        for (s, t), score, label in rows:
+        rows = zip(
+            self.pairs[0].tolist(), self.targets, self.scores.tolist(), self.labels
+        )
+        for s, t, score, label in rows:
             writer.writerow(
                 [
                     self.round,
@@ -169,38 +188,53 @@ class LabelSession:
         atomic_write_text(buffer.getvalue(), self.path)
 
     def _candidates(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The model's ``k`` best targets (cosine) for each asked source."""
-        emb_s, emb_t = self.learner.trainer.model.embed(self.pair)
+        """The model's ``k`` best targets (cosine) for each asked source; for an
+        entity question only the targets of the pool (each can be the answer)."""
+        trainer = self.learner.trainer
+        emb_s, emb_t = trainer.model.embed(self.pair)
         sources = emb_s.detach().cpu()[self.pairs[0]]
-        return topk_similarity(sources, emb_t.detach().cpu(), k)
+        targets = torch.arange(emb_t.size(0))
+        if self.kind == "entity":
+            _, held_out = self.learner.pool_exclusions()
+            out = torch.cat([trainer.train_links[1], held_out]).cpu()
+            targets = targets[~torch.isin(targets, out)]
+        scores, index = topk_similarity(sources, emb_t.detach().cpu()[targets], k)
+        return scores, targets[index]
 
-    def answer(self, index: int, label: str) -> None:
-        """Answer pair ``index`` with ``"yes"``, ``"no"`` or ``"skip"``."""
+    def answer(self, index: int, label: str, target: int | None = None) -> None:
+        """Answer pair ``index`` with ``"yes"``, ``"no"`` or ``"skip"``; for an
+        entity question, ``"yes"`` with ``target`` names another counterpart."""
         if label not in ANSWERS:
             raise ValueError(f"answer must be one of {ANSWERS}, got {label!r}")
         if not 0 <= index < len(self):
             raise ValueError(f"no pair {index} in a round of {len(self)}")
+        asked = int(self.pairs[1, index])
+        target = asked if target is None else target
+        if target != asked and (self.kind != "entity" or label != "yes"):
+            raise ValueError("only a yes to an entity question names another target")
+        if not 0 <= target < self.pair.num_entities[1]:
+            raise ValueError(f"no target entity {target}")
         with self.lock:
             if self.finished:
                 raise Conflict("the round is finished")
             if label == "yes":
-                self._check_partners(index)
+                self._check_partners(index, target)
             self.skipped.discard(index)
             if label == "skip":
                 self.skipped.add(index)
                 label = ""
-            self.labels[index] = label
+            self.labels[index], self.targets[index] = label, target
             self._write()
             if index in self.history:
                 self.history.remove(index)
             self.history.append(index)
 
-    def _check_partners(self, index: int) -> None:
+    def _check_partners(self, index: int, t: int) -> None:
         """Refuse a second "yes" for a source or a target (the import would)."""
-        s, t = self.pairs[:, index].tolist()
+        s = int(self.pairs[0, index])
         for j, label in enumerate(self.labels):
             if j != index and label == "yes":
-                other_s, other_t = self.pairs[:, j].tolist()
+                other_s, other_t = int(self.pairs[0, j]), self.targets[j]
                 if other_s == s or other_t == t:
                     side = "source" if other_s == s else "target"
                     raise Conflict(
@@ -219,6 +253,7 @@ class LabelSession:
             self.skipped.discard(index)
             if self.labels[index]:
                 self.labels[index] = ""
+                self.targets[index] = int(self.pairs[1, index])
                 self._write()
             return index
 
@@ -249,12 +284,15 @@ class LabelSession:
         s, t = self.pairs[:, index].tolist()
         tgt_ids = entity_ids(self.pair.target)
         tgt_names = entity_names(self.pair.target)
+        chosen = self.targets[index] if self.labels[index] == "yes" else None
         candidates = [
             {
+                "index": c,
                 "id": tgt_ids[c],
                 "name": tgt_names[c],
                 "score": f"{score:.4f}",
                 "asked": c == t,
+                "chosen": c == chosen,
             }
             for score, c in zip(
                 self.candidate_scores[index].tolist(), self.candidates[index].tolist()
@@ -266,6 +304,7 @@ class LabelSession:
             "target": self.entity(1, t),
             "score": f"{float(self.scores[index]):.4f}",
             "label": self.labels[index] or ("skip" if index in self.skipped else ""),
+            "answer": tgt_ids[chosen] if chosen not in (None, t) else "",
             "candidates": candidates,
         }
 
@@ -279,7 +318,7 @@ class LabelSession:
                 "target": tgt_ids[t],
                 "label": self.labels[i] or ("skip" if i in self.skipped else ""),
             }
-            for i, (s, t) in enumerate(self.pairs.t().tolist())
+            for i, (s, t) in enumerate(zip(self.pairs[0].tolist(), self.targets))
         ]
 
 
@@ -395,6 +434,7 @@ def create_app(
             "total": len(session),
             "current": session.current(),
             "labels": session.labels,
+            "targets": session.targets,
             "finished": session.finished,
         }
 
@@ -430,7 +470,10 @@ def create_app(
     def post_answer() -> flask.Response:
         data = flask.request.get_json(silent=True) or flask.request.form
         try:
-            session.answer(int(data.get("index", -1)), str(data.get("label", "")))
+            target = data.get("target")  # a candidate's button: "yes" to it
+            target = None if target in (None, "") else int(target)
+            label = data.get("label") or ("yes" if target is not None else "")
+            session.answer(int(data.get("index", -1)), str(label), target)
         except Conflict as error:
             return reply({"error": str(error), **state()}, 409)
         except (TypeError, ValueError) as error:
@@ -576,7 +619,11 @@ details{margin-top:1.5em}
 <p>Pair {{ pair.index + 1 }} of {{ session|length }} · model score
 <b id="score">{{ pair.score }}</b>
 {% if pair.label %} · answered
-<b class="label-{{ pair.label }}">{{ pair.label }}</b>{% endif %}</p>
+<b class="label-{{ pair.label }}">{{ pair.label }}</b>{% if pair.answer %}:
+<code id="answered-target">{{ pair.answer }}</code>{% endif %}{% endif %}</p>
+{% if session.kind == "entity" %}<p id="question">Which target is the source's
+counterpart? Yes: the target shown; a candidate below: its button or number key;
+No: it has none.</p>{% endif %}
 <div class="sides">
 {% for title, e in (("source", pair.source), ("target", pair.target)) %}
 <div class="side" id="{{ title }}"><h2>{{ title }}: {{ e.name or e.id }}</h2>
@@ -594,14 +641,22 @@ details{margin-top:1.5em}
 <h3>The model's best targets for this source</h3>
 <table id="candidates"><tr><th>target</th><th>name</th><th>cosine</th></tr>
 {% for c in pair.candidates %}<tr{% if c.asked %} class="asked"{% endif %}>
-<td><code>{{ c.id }}</code></td><td>{{ c.name }}</td><td>{{ c.score }}</td></tr>
+<td><code>{{ c.id }}</code></td><td>{{ c.name }}</td><td>{{ c.score }}</td>
+{% if session.kind == "entity" %}<td><button form="answer" name="target"
+value="{{ c.index }}" id="pick-{{ loop.index }}">{% if c.chosen %}✓ {% endif %}This
+one ({{ loop.index }})</button></td>{% endif %}</tr>
 {% endfor %}
 </table>
-<form method="post" action="/answer" class="buttons">
+<form method="post" action="/answer" class="buttons" id="answer">
 <input type="hidden" name="token" value="{{ token }}">
 <input type="hidden" name="index" value="{{ pair.index }}">
+{% if session.kind == "entity" %}
+<button class="yes" name="label" value="yes" id="yes">Yes, the target shown (y)</button>
+<button class="no" name="label" value="no" id="no">No counterpart (n)</button>
+{% else %}
 <button class="yes" name="label" value="yes" id="yes">Yes, same entity (y)</button>
 <button class="no" name="label" value="no" id="no">No (n)</button>
+{% endif %}
 <button name="label" value="skip" id="skip">Skip (s)</button>
 </form>
 {% else %}
@@ -630,7 +685,8 @@ details{margin-top:1.5em}
 <script>
 document.addEventListener("keydown", function (event) {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
-  var id = {y: "yes", n: "no", s: "skip", u: "undo"}[event.key];
+  var id = /^[1-9]$/.test(event.key) ? "pick-" + event.key
+    : {y: "yes", n: "no", s: "skip", u: "undo"}[event.key];
   var button = id && document.getElementById(id);
   if (button) { event.preventDefault(); button.click(); }
 });

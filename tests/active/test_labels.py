@@ -234,3 +234,29 @@ def test_non_utf8_file_names_the_line(pair, tmp_path):
     with pytest.raises(DataFormatError, match="UTF-8") as info:
         read_labels(path, pair, asked=pairs)
     assert info.value.line == 4 and info.value.path == path
+
+
+def test_entity_answers_name_another_target_or_none(pair, tmp_path):
+    links = pair.links[:, :5]
+    asked = torch.stack([links[0, :4], links[1, 1:5]])  # every asked target wrong
+    path = write_label_request(tmp_path / "r.csv", pair, asked, torch.rand(4), 1)
+    targets = pair.target["entity"].ids
+
+    def edit(rows):
+        rows[0]["target_id"] = targets[links[1, 0]]  # the counterpart, in its row
+        rows.append(dict(rows[1], target_id=targets[links[1, 1]], label="yes"))
+
+    fill(path, ["yes", "no", "no", ""], edit)
+    answer = read_labels(path, pair, asked=asked, question="entity")
+    assert answer.accepted.tolist() == links[:, :2].tolist()
+    rejected = sorted(map(tuple, answer.rejected.t().tolist()))
+    assert rejected == sorted(map(tuple, asked[:, :3].t().tolist()))
+    assert unanswered_pairs(answer, asked).tolist() == asked[:, 3:].tolist()
+    with pytest.raises(DataFormatError, match="this pair was not asked"):
+        read_labels(path, pair, asked=asked)  # a pair question names no other
+    fill(path, ["no"], set_row(0, "source_id", pair.source["entity"].ids[links[0, 4]]))
+    with pytest.raises(DataFormatError, match="this source was not asked") as info:
+        read_labels(path, pair, asked=asked, question="entity")
+    assert info.value.line == 2
+    with pytest.raises(ValueError, match="against the asked"):
+        read_labels(path, pair, question="entity")

@@ -327,3 +327,38 @@ def test_already_top1_counts_true_answers_the_model_knew(pool_pair, monkeypatch)
     )
     rounds = al.run()
     assert rounds[1]["already_top1"] == rounds[1]["correct"]
+
+
+def test_a_person_answers_entity_questions(pool_pair, tmp_path):
+    """A counterpart named in the label file is learned, a "no" (none) leaves the
+    pool, an unanswered source stays in it."""
+    config = dict(strategy="random", question="entity", oracle="human", rounds=1)
+    al = learner(pool_pair, tmp_path, budget=12, **config)
+    al.run()
+    asked = al.pending.pairs
+    counterpart = dict(zip(*pool_pair.links.tolist()))
+    path = tmp_path / "labels_round1.csv"
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    none, unanswered = [], []
+    for row, s in zip(rows, asked[0].tolist()):
+        if s in counterpart:
+            row["target_id"] = pool_pair.target["entity"].ids[counterpart[s]]
+            row["label"] = "yes"
+        elif len(none) <= len(unanswered):
+            none.append(s)
+            row["label"] = "no"
+        else:
+            unanswered.append(s)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    answer = al.import_labels(path)
+    found = [s for s in asked[0].tolist() if s in counterpart]
+    assert answer.accepted[0].tolist() == found and none and unanswered
+    rounds = al.run()
+    assert rounds[-1]["gained"] == rounds[-1]["correct"] == len(found) > 0
+    assert sorted(al.unmatched.tolist()) == sorted(none)
+    learned = set(map(tuple, al.trainer.train_links.t().tolist()))
+    assert {(s, counterpart[s]) for s in found} <= learned

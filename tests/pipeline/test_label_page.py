@@ -1,19 +1,33 @@
 import csv
+import http.client
 import json
 import logging
+import os
+import queue
+import re
+import shlex
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 flask = pytest.importorskip("flask")
 
 from almea_pyg import cli  # noqa: E402
+from almea_pyg.data import read_pair, write_synthetic_tsv  # noqa: E402
 from almea_pyg.data.pair import link_keys  # noqa: E402
 from almea_pyg.pipeline import experiment, label_page  # noqa: E402
 from almea_pyg.pipeline.label_page import LabelServer, create_app  # noqa: E402
+from almea_pyg.select import STRATEGIES  # noqa: E402
+from almea_pyg.select.base import Selection, SelectionContext, Strategy  # noqa: E402
 from almea_pyg.typing import ENTITY, RELATION_EDGE  # noqa: E402
 
 TOKEN = "test-token"
@@ -34,6 +48,23 @@ def trained(tmp_path_factory):
 def run(trained, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(trained, copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def trained_entity(tmp_path_factory):
+    """A run whose first round of entity questions waits for a person."""
+    run = tmp_path_factory.mktemp("trained_entity") / "run"
+    argv = ["train", "--epochs", "1", "--dim", "8", "--no-progress", "--rounds", "1"]
+    argv += ["--budget", "32", "--strategy", "random", "--oracle", "human"]
+    assert cli.main([*argv, "--question", "entity", "--output", str(run)]) == 0
+    return run
+
+
+@pytest.fixture
+def entity_run(trained_entity, tmp_path):
+    copy = tmp_path / "entity_run"
+    shutil.copytree(trained_entity, copy)
     return copy
 
 
@@ -161,6 +192,60 @@ def test_form_answers_and_conflicts(run):
     assert repr(session).startswith("LabelSession(round 1, ")
 
 
+def file_rows(run):
+    with open(run / "labels_round1.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_entity_question_takes_a_candidate_or_none(entity_run):
+    app = create_app(entity_run, token=TOKEN)
+    session = app.config["LABEL_SESSION"]
+    client = app.test_client()
+    html = client.get(f"/?token={TOKEN}").get_data(as_text=True)
+    assert 'id="pick-5"' in html and "No counterpart (n)" in html
+    asked = session.pairs[1].tolist()
+    ids = session.pair.target[ENTITY].ids
+    trainer = session.learner.trainer  # candidates: the pool's targets only
+    out = torch.cat([trainer.train_links[1], trainer.test_links[1]]).tolist()
+    assert not set(out) & set(session.candidates.flatten().tolist())
+    other = next(c for c in session.candidates[0].tolist() if c != asked[0])
+    assert post(client, "/answer", index=0, target=other).status_code == 200
+    assert post(client, "/answer", index=1, label="no").status_code == 200
+    form = {"token": TOKEN, "index": 2, "target": session.candidates[2, 1].item()}
+    assert client.post("/answer", data=form).status_code == 303  # a pick button
+    undone = post(client, "/undo").json
+    assert undone["undone"] == 2 and undone["targets"][2] == asked[2]
+    assert post(client, "/answer", index=3, label="no", target=other).status_code == 400
+    rows = file_rows(entity_run)
+    assert [row["label"] for row in rows[:3]] == ["yes", "no", ""]
+    assert [row["target_id"] for row in rows[:3]] == [
+        ids[other],
+        *map(ids.__getitem__, asked[1:3]),
+    ]
+    # a restarted server reads the picked counterpart back
+    app = create_app(entity_run, token=TOKEN)
+    state = app.test_client().get(f"/state?token={TOKEN}").json
+    assert state["labels"][:3] == ["yes", "no", ""]
+    assert state["targets"][:3] == [other, *asked[1:3]]
+    page = app.test_client().get(f"/?token={TOKEN}&pair=0").get_data(as_text=True)
+    assert f'<code id="answered-target">{ids[other]}</code>' in page
+    session = app.config["LABEL_SESSION"]
+    session.finish()
+    s0, s1 = session.pairs[0, :2].tolist()
+    answer = session.learner.pending.answer
+    assert answer.accepted.tolist() == [[s0], [other]]
+    assert sorted(map(tuple, answer.rejected.t().tolist())) == sorted(
+        [(s0, asked[0]), (s1, asked[1])]
+    )
+
+
+def test_a_pair_question_names_no_other_target(run):
+    app = create_app(run, token=TOKEN)
+    other = int(app.config["LABEL_SESSION"].pairs[1, 0]) + 1
+    reply = post(app.test_client(), "/answer", index=0, label="yes", target=other)
+    assert reply.status_code == 400 and "entity question" in reply.json["error"]
+
+
 def test_finish_without_answers_is_refused(run):
     client = create_app(run, token=TOKEN).test_client()
     reply = client.post("/finish", data={"token": TOKEN})
@@ -196,44 +281,299 @@ def test_serve_logs_the_address(run, monkeypatch, caplog):
     assert opened[0] in caplog.text
 
 
+class TruthAndNoise(Strategy):
+    """Asks true links of the pool and wrong pairs in turn: a round whose right
+    answers are known and half "yes" (a model trained for one epoch, as in these
+    tests, asks almost no true pair)."""
+
+    name = "truth_and_noise"
+    links = torch.empty(2, 0, dtype=torch.long)
+
+    def _select(self, ctx: SelectionContext) -> Selection:
+        links = self.links.to(ctx.source_candidates.device)
+        free = torch.isin(links[0], ctx.source_candidates)
+        free &= torch.isin(links[1], ctx.target_candidates)
+        links = links[:, free][:, : ctx.budget]
+        half = links.size(1) // 2
+        true, other = links[:, :half], links[:, half : 2 * half]
+        wrong = torch.stack([other[0], other[1].roll(1)])  # links are one-to-one
+        pairs = torch.stack([true, wrong], dim=2).reshape(2, -1)
+        score = F.cosine_similarity(
+            ctx.source_emb[pairs[0]], ctx.target_emb[pairs[1]], dim=-1
+        )
+        return Selection(pairs[0], pairs[1], score)
+
+
+@pytest.fixture
+def truth_and_noise(monkeypatch):
+    """Registers :class:`TruthAndNoise` for this test, given the pair's links."""
+
+    def register(links):
+        monkeypatch.setitem(STRATEGIES, TruthAndNoise.name, TruthAndNoise)
+        monkeypatch.setattr(TruthAndNoise, "links", links)
+
+    return register
+
+
+def train_human_run(run, *data):
+    """One round of 32 ``truth_and_noise`` pairs waiting for a person."""
+    argv = ["train", *data, "--epochs", "1", "--dim", "8", "--no-progress"]
+    argv += ["--rounds", "1", "--interval", "1", "--budget", "32"]
+    argv += ["--pool-ratio", "0.2", "--strategy", TruthAndNoise.name]
+    assert cli.main([*argv, "--oracle", "human", "--output", str(run)]) == 0
+
+
+def resume_and_check(command, run, answers):
+    """Run the ``command`` the page gave; the round learned the "yes" answers."""
+    argv = shlex.split(command)
+    assert argv == ["almea-pyg", "train", "--resume", "--output", str(run)]
+    assert cli.main(argv[1:]) == 0
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "done"
+    first, last = result["rounds"]
+    assert last["asked"] == len(answers) == 32
+    assert last["gained"] == last["correct"] == answers.count("yes") == 16
+    assert last["labelled"] == first["labelled"] + 16
+    assert last["negatives"] == answers.count("no") == 16
+    learned = set((run / "labelled_links.tsv").read_text().splitlines())
+    with open(run / "labels_round1.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["label"] for row in rows] == answers
+    for row in rows:
+        link = f"{row['source_id']}\t{row['target_id']}"
+        assert (link in learned) == (row["label"] == "yes")
+
+
 def browser():
-    """A headless Chromium driven by selenium, or a skip."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not shutil.which("chromedriver"):
-        pytest.skip("no chromedriver (Debian: chromium chromium-driver)")
+    """A headless Chromium driven by selenium; a skip without one, a failure in
+    CI (whose command installs it: a skip there would hide a broken install)."""
+    missing = pytest.fail if os.environ.get("CI") else pytest.skip
+    try:
+        from selenium import webdriver
+    except ImportError:
+        missing("no selenium (pip install -e '.[test]')")
+    driver = shutil.which("chromedriver")
+    if not driver:
+        missing("no chromedriver (Debian: apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(flag)
-    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    service = webdriver.ChromeService(executable_path=driver)
     try:
         return webdriver.Chrome(options=options, service=service)
     except Exception as error:  # no browser binary, or it does not start
-        pytest.skip(f"headless Chromium does not start: {error}")
+        missing(f"headless Chromium does not start: {error}")
+
+
+def shows(driver, *texts):
+    """Wait for a page that shows all ``texts`` (each answer reloads the page)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(
+        driver, 10, ignored_exceptions=[StaleElementReferenceException]
+    ).until(
+        lambda d: all(
+            text in d.find_element(By.TAG_NAME, "body").text for text in texts
+        )
+    )
+
+
+def press(driver, key):
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.TAG_NAME, "body").send_keys(key)
 
 
 @pytest.mark.browser
-def test_keyboard_in_browser(run, request):
+def test_browser_labels_a_round_of_32_and_the_run_resumes(
+    tmp_path, truth_and_noise, request
+):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser()
     request.addfinalizer(driver.quit)
+    truth_and_noise(experiment.load_pair("synthetic").links)
+    run = tmp_path / "run"
+    train_human_run(run)
     server = LabelServer(run, port=0, token=TOKEN)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     request.addfinalizer(server.shutdown)
     answers = truth(server.app)
+    assert answers == ["yes", "no"] * 16
+
+    def answer(index):
+        shows(driver, f"{index} / 32 answered", f"Pair {index + 1} of 32")
+        if index % 4 < 2:  # half by button, half by key
+            driver.find_element(By.ID, answers[index]).click()
+        else:
+            press(driver, answers[index][0])
+
     driver.set_window_size(1200, 1400)
     driver.get(server.url)
-    for index, label in enumerate(answers):
-        WebDriverWait(driver, 10).until(
-            lambda d, i=index: (
-                f"{i} / {len(answers)}" in d.find_element(By.ID, "progress").text
-            )
-        )
-        body = driver.find_element(By.TAG_NAME, "body")
-        body.send_keys(label[0])
-    WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.ID, "all-seen"))
-    driver.find_element(By.ID, "finish").click()
-    WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.ID, "finished"))
+    for index in range(11):
+        answer(index)
+    shows(driver, "11 / 32 answered")
+    press(driver, "u")  # undo pair 11
+    shows(driver, "10 / 32 answered", "Pair 11 of 32")
+    assert file_labels(run) == answers[:10] + [""] * 22
+    for index in range(10, 32):
+        answer(index)
+    shows(driver, "32 / 32 answered", "Every pair is answered")
     assert file_labels(run) == answers
-    assert server.app.config["LABEL_SESSION"].learner.pending.answered
+    driver.find_element(By.ID, "finish").click()
+    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "finished"))
+    command = driver.find_element(By.ID, "resume").text
+    server.shutdown()
+    resume_and_check(command, run, answers)
+
+
+def test_own_kgs_round_trip_through_the_page(tmp_path, truth_and_noise):
+    """`train --data DIR --oracle human`, `label serve`, answer, finish, resume."""
+    data = write_synthetic_tsv(tmp_path / "kgs")
+    truth_and_noise(read_pair(data).links)
+    run = tmp_path / "run"
+    train_human_run(run, "--data", str(data))
+    server = LabelServer(run, port=0, token=TOKEN)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        session = server.app.config["LABEL_SESSION"]
+        with urllib.request.urlopen(server.url) as response:
+            html = response.read().decode()
+        s, t = session.pairs[:, 0].tolist()
+        source_id = session.pair.source[ENTITY].ids[s]
+        target_id = session.pair.target[ENTITY].ids[t]
+        assert f"<code>{source_id}</code>" in html
+        assert f"<code>{target_id}</code>" in html
+        answers = truth(server.app)
+        for index, label in enumerate(answers):
+            assert http_post(server.url, "/answer", index=index, label=label)
+        finished = http_post(server.url, "/finish")
+        assert (finished["yes"], finished["no"]) == (16, 16)
+    finally:
+        server.shutdown()
+    resume_and_check(finished["resume"], run, answers)
+
+
+def http_post(url, path, **data):
+    """POST JSON with the token to the server at ``url``; its JSON reply."""
+    request = urllib.request.Request(
+        url.split("?")[0].rstrip("/") + path,
+        data=json.dumps({"token": TOKEN, **data}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def http_get(url, path):
+    address = f"{url.split('?')[0].rstrip('/')}{path}?token={TOKEN}"
+    with urllib.request.urlopen(address, timeout=30) as response:
+        return response.read()
+
+
+def serve_process(run, log):
+    """``almea-pyg label serve RUN`` in a child process and the address it
+    prints (read through a pipe: the address must not wait in a buffer)."""
+    argv = [sys.executable, "-m", "almea_pyg.cli", "label", "serve", str(run)]
+    process = subprocess.Popen(
+        [*argv, "--port", "0", "--token", TOKEN],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    lines = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in process.stdout], daemon=True
+    ).start()
+    try:
+        line = lines.get(timeout=300)
+    except queue.Empty:
+        process.kill()
+        pytest.fail("label serve printed no address in 300 s")
+    return process, re.search(r"http://\S+", line).group()
+
+
+def test_server_killed_mid_round_loses_nothing(run, tmp_path):
+    with open(tmp_path / "serve.log", "w") as log:
+        given = kill_mid_round(run, log)
+        labels = file_labels(run)
+        assert len(labels) == 32
+        assert all(labels[index] == label for index, label in given.items())
+        assert labels[2] == labels[5] == ""
+        process, url = serve_process(run, log)
+        try:
+            state = json.loads(http_get(url, "/state"))
+            assert state["labels"] == labels
+            assert state["answered"] == sum(1 for label in labels if label)
+            assert state["current"] == 2
+            assert b"Pair 3 of 32" in http_get(url, "/")
+            process.send_signal(signal.SIGINT)  # Ctrl-C stops it cleanly
+            assert process.wait(timeout=60) == 0
+        finally:
+            process.kill()
+
+
+def kill_mid_round(run, log):
+    """Answers through a served page, SIGKILL while answers still arrive; the
+    answers the server acknowledged (a skip as ``""``)."""
+    process, url = serve_process(run, log)
+    given = {}
+    try:
+        for index, label in ((0, "yes"), (1, "no"), (2, "skip"), (3, "no")):
+            http_post(url, "/answer", index=index, label=label)
+            given[index] = "" if label == "skip" else label
+        for index in (4, 5):
+            http_post(url, "/answer", index=index, label="no")
+        assert http_post(url, "/undo")["undone"] == 5
+        given[4] = "no"
+        assert json.loads(http_get(url, "/state"))["current"] == 5
+
+        def burst() -> None:
+            for index in range(6, 32):
+                try:
+                    http_post(url, "/answer", index=index, label="no")
+                except (OSError, http.client.HTTPException):  # killed
+                    return
+                given[index] = "no"
+
+        thread = threading.Thread(target=burst)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while len(given) < 8 and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        thread.join(timeout=60)
+    finally:
+        process.kill()
+    return given
+
+
+@pytest.mark.browser
+def test_browser_answers_entity_questions_with_candidates(entity_run, request):
+    from selenium.webdriver.common.by import By
+
+    driver = browser()
+    request.addfinalizer(driver.quit)
+    server = LabelServer(entity_run, port=0, token=TOKEN)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    request.addfinalizer(server.shutdown)
+    candidates = server.app.config["LABEL_SESSION"].candidates.tolist()
+    first = candidates[0][2]
+    second = next(k for k, c in enumerate(candidates[1], 1) if c != first)
+    driver.get(server.url)
+    shows(driver, "0 / 32 answered", "Pair 1 of 32", "Which target is")
+    press(driver, "3")  # the third candidate
+    shows(driver, "1 / 32 answered", "Pair 2 of 32")
+    driver.find_element(By.ID, f"pick-{second}").click()
+    shows(driver, "2 / 32 answered", "Pair 3 of 32")
+    press(driver, "n")  # no counterpart
+    shows(driver, "3 / 32 answered", "Pair 4 of 32")
+    ids = server.app.config["LABEL_SESSION"].pair.target[ENTITY].ids
+    rows = file_rows(entity_run)
+    assert [row["label"] for row in rows[:4]] == ["yes", "yes", "no", ""]
+    picked = [ids[first], ids[candidates[1][second - 1]]]
+    assert [row["target_id"] for row in rows[:2]] == picked
