@@ -287,14 +287,15 @@ class ALMEA(nn.Module):
         num_source = num_s if index is None else source_index.numel()
         return ALMEAOutput(h, present, joint, num_source)
 
-    def loss(self, out: ALMEAOutput) -> dict[str, Tensor]:
+    def loss(self, out: ALMEAOutput, pairs: Tensor | None = None) -> dict[str, Tensor]:
         """The training losses of a :meth:`forward` over seed pairs (source
-        ``i`` aligned with target ``i``), by :attr:`criterion`.
+        ``i`` aligned with target ``i``), by :attr:`criterion`; with ``pairs``
+        (positions in the batch), only their share of each loss.
 
         Returns:
             ``{"loss": total, "base": ..., "scl": ..., ...}`` (scalars).
         """
-        return self.criterion(out, self)
+        return self.criterion(out, self, pairs)
 
     @torch.no_grad()
     def modality_weights(self) -> dict[str, float]:

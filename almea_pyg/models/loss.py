@@ -47,6 +47,14 @@ class ALMEALoss(nn.Module):
     one more forward of the latent block. The masks and noise are drawn for the
     whole batch first, so the chunks see exactly the draws of one unchunked pass.
 
+    Given ``pairs`` (positions in the batch), only those pairs' terms are
+    computed, each divided as in the whole batch's loss (the in-batch InfoNCE
+    rows and columns still meet every pair of the batch as negatives, the
+    uncertainty regulariser counts ``len(pairs) / B`` of itself): the losses of
+    a partition of the batch sum to the batch's, term by term, and so do their
+    gradients. :mod:`almea_pyg.train.distributed` splits a batch over processes
+    this way.
+
     Args:
         lambda_scl, lambda_dml, lambda_url, lambda_jal (float): Weights of the
             latent terms; ``0`` switches a term off. (default: ``1.0`` each)
@@ -59,7 +67,8 @@ class ALMEALoss(nn.Module):
     Shapes:
         - **input:** an :class:`~almea_pyg.models.almea.ALMEAOutput` of :math:`B`
           seed pairs (``num_source`` :math:`= B`, rows :math:`2B`: source ``i``
-          aligned with target :math:`B + i`) and the model that computed it
+          aligned with target :math:`B + i`), the model that computed it and
+          optionally ``pairs`` :math:`(n,)`
         - **output:** ``{"loss": total, "joint", "modal", "base", "scl", "dml",
           "url", "jal"}``, scalars (the last four with LSL only)
     """
@@ -90,7 +99,9 @@ class ALMEALoss(nn.Module):
         self.ial_temperature = ial_temperature
         self.latent_chunk_size = latent_chunk_size
 
-    def forward(self, out: ALMEAOutput, model: ALMEA) -> dict[str, Tensor]:
+    def forward(
+        self, out: ALMEAOutput, model: ALMEA, pairs: Tensor | None = None
+    ) -> dict[str, Tensor]:
         batch = out.num_source
         if out.joint.size(0) != 2 * batch:
             raise ValueError(
@@ -100,7 +111,9 @@ class ALMEALoss(nn.Module):
         h, present, joint = out.h, out.present, out.joint
         src, tgt = slice(0, batch), slice(batch, 2 * batch)
         losses = {
-            "joint": info_nce(joint[src], joint[tgt], temperature=self.temperature)
+            "joint": info_nce(
+                joint[src], joint[tgt], temperature=self.temperature, rows=pairs
+            )
         }
         modality_losses = []
         for m in model.modalities:
@@ -109,7 +122,10 @@ class ALMEALoss(nn.Module):
             if hs.size(0) < 2:
                 modality_losses += [joint.new_zeros(()), joint.new_zeros(())]
                 continue
-            modality_losses.append(info_nce(hs, ht, temperature=self.temperature))
+            rows = None if pairs is None else _rows_within(both, pairs)
+            modality_losses.append(
+                info_nce(hs, ht, temperature=self.temperature, rows=rows)
+            )
             modality_losses.append(
                 inter_modal_alignment(
                     joint[src][both],
@@ -117,32 +133,45 @@ class ALMEALoss(nn.Module):
                     hs,
                     ht,
                     temperature=self.ial_temperature,
+                    rows=rows,
                 )
             )
-        losses["modal"] = model.modality_weighting(torch.stack(modality_losses))
+        share = 1.0 if pairs is None else pairs.numel() / batch
+        losses["modal"] = model.modality_weighting(
+            torch.stack(modality_losses), share=share
+        )
         losses["base"] = losses["joint"] + losses["modal"]
         total = losses["base"]
         if model.lsl is not None:
-            latent = self.latent_losses(model, h, present)
+            latent = self.latent_losses(model, h, present, pairs)
             losses.update(latent)
             total = total + sum(self.lambdas[k] * latent[k] for k in latent)
         losses["loss"] = total
         return losses
 
     def latent_losses(
-        self, model: ALMEA, h: dict[str, Tensor], present: dict[str, Tensor]
+        self,
+        model: ALMEA,
+        h: dict[str, Tensor],
+        present: dict[str, Tensor],
+        pairs: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """``L_SCL``, ``L_DML``, ``L_URL`` and ``L_JAL`` of a batch whose rows are
-        its sources, then its targets, in chunks of pairs."""
+        its sources, then its targets, in chunks of pairs (of ``pairs`` only, if
+        given: their share of the batch's terms). The masks and noise are drawn
+        for the whole batch either way, so a share sees the draws its pairs get
+        in the whole batch."""
         first = next(iter(h.values()))
         batch, device = first.size(0) // 2, first.device
-        size = min(self.latent_chunk_size or batch, batch)
-        recompute = torch.is_grad_enabled() and size < batch
+        own = torch.arange(batch, device=device) if pairs is None else pairs
+        num = own.numel()
+        size = max(1, min(self.latent_chunk_size or num, num))
+        recompute = torch.is_grad_enabled() and size < num
         noise = model.lsl.draw(present) if model.lsl.training else None
         sums = None
-        for start in range(0, batch, size):
-            pairs = torch.arange(start, min(start + size, batch), device=device)
-            rows = torch.cat([pairs, pairs + batch])
+        for start in range(0, num, size):
+            chunk = own[start : start + size].to(device)
+            rows = torch.cat([chunk, chunk + batch])
             args = [{m: x[rows] for m, x in d.items()} for d in (h, present)]
             if noise is not None:
                 args.append(
@@ -153,6 +182,9 @@ class ALMEALoss(nn.Module):
             else:
                 part = self._latent_sums(model, *args)
             sums = part if sums is None else [a + b for a, b in zip(sums, part)]
+        if sums is None:  # a share without pairs
+            zeros = first.new_zeros(len(model.modalities))
+            sums = [zeros.sum(), zeros, zeros, zeros.sum()]
         scl, dml, url, jal = sums
         rows_present = torch.stack([present[m].sum() for m in model.modalities])
         has_rows = rows_present > 0
@@ -209,3 +241,9 @@ class ALMEALoss(nn.Module):
             f"ial_temperature={self.ial_temperature}, "
             f"latent_chunk_size={self.latent_chunk_size})"
         )
+
+
+def _rows_within(mask: Tensor, pairs: Tensor) -> Tensor:
+    """Where ``pairs`` that ``mask`` keeps fall among the kept rows."""
+    pairs = pairs.to(mask.device)
+    return (mask.cumsum(0) - 1)[pairs][mask[pairs]]

@@ -93,7 +93,87 @@ class _InBatchSoftmaxLoss(torch.autograd.Function):
         return grad_a, grad_b, None, None, None, None
 
 
-def info_nce(x_src: Tensor, x_tgt: Tensor, *, temperature: float = 0.1) -> Tensor:
+class _RowSoftmaxLoss(torch.autograd.Function):
+    """Summed softmax cross-entropy of the logit rows ``q @ k.T * s``: the target
+    of row ``i`` is the one-hot ``positives[i]``, or the softmax of a teacher's
+    rows ``tq @ tk.T * ts``.
+
+    The row half of :class:`_InBatchSoftmaxLoss` for some rows of a batch (its
+    columns are the rows of ``b @ a.T``). As there, the gradient with respect to
+    the ``(n, B)`` logits is the only matrix kept for backward.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        q: Tensor,
+        k: Tensor,
+        positives: Tensor,
+        scale: float,
+        teacher_q: Tensor | None,
+        teacher_k: Tensor | None,
+        teacher_scale: float,
+    ) -> Tensor:
+        log_student = (q @ k.t()).mul_(scale).log_softmax(dim=1)
+        if teacher_q is None:
+            rows = torch.arange(q.size(0), device=q.device)
+            loss = -log_student[rows, positives].sum()
+            grad = log_student.exp_()
+            grad[rows, positives] -= 1.0
+        else:
+            teacher = (teacher_q @ teacher_k.t()).mul_(teacher_scale)
+            log_target = teacher.log_softmax(dim=1)
+            target = log_target.exp()
+            loss = (target * (log_target - log_student)).sum()
+            grad = log_student.exp_().sub_(target)
+        ctx.save_for_backward(q, k, grad)
+        ctx.scale = scale
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
+        q, k, grad = ctx.saved_tensors
+        grad = grad * (grad_loss * ctx.scale)
+        grad_q = grad @ k if ctx.needs_input_grad[0] else None
+        grad_k = grad.t() @ q if ctx.needs_input_grad[1] else None
+        return grad_q, grad_k, None, None, None, None, None
+
+
+def _in_batch_loss(
+    a: Tensor,
+    b: Tensor,
+    scale: float,
+    teacher_a: Tensor | None,
+    teacher_b: Tensor | None,
+    teacher_scale: float,
+    rows: Tensor | None,
+) -> Tensor:
+    """The in-batch loss of ``a @ b.T``, or the share of it that the rows and
+    columns ``rows`` contribute (divided by the whole batch size, as the loss is):
+    the shares of a partition of ``range(B)`` sum to the loss, and so do their
+    gradients, while every row still meets all ``B`` candidates."""
+    if rows is None:
+        return _InBatchSoftmaxLoss.apply(
+            a, b, scale, teacher_a, teacher_b, teacher_scale
+        )
+    rows = rows.to(a.device)
+    halves = [
+        _RowSoftmaxLoss.apply(
+            q[rows], k, rows, scale, None if tq is None else tq[rows], tk, teacher_scale
+        )
+        for q, k, tq, tk in ((a, b, teacher_a, teacher_b), (b, a, teacher_b, teacher_a))
+    ]
+    return (halves[0] + halves[1]) * (0.5 / a.size(0))
+
+
+def info_nce(
+    x_src: Tensor,
+    x_tgt: Tensor,
+    *,
+    temperature: float = 0.1,
+    rows: Tensor | None = None,
+) -> Tensor:
     """Bidirectional in-batch InfoNCE for aligned rows (the base alignment loss).
 
     Row ``i`` of ``x_src`` and row ``i`` of ``x_tgt`` are a seed pair; every other
@@ -107,12 +187,16 @@ def info_nce(x_src: Tensor, x_tgt: Tensor, *, temperature: float = 0.1) -> Tenso
         x_src: Source embeddings of the seed pairs.
         x_tgt: Target embeddings, row-aligned with ``x_src``.
         temperature: Softmax temperature (default ``0.1``, as in the paper).
+        rows: Only the terms of these pairs (their rows and columns), as their
+            share of the batch's loss: the shares of a partition of ``range(B)``
+            sum to the loss and its gradients, which is how a batch is split
+            over processes without losing negatives (default: all pairs).
 
     Shapes:
         x_src, x_tgt: ``(B, d)`` -> scalar
     """
     a, b = _normalised_pair(x_src, x_tgt, temperature)
-    return _InBatchSoftmaxLoss.apply(a, b, 1.0 / temperature, None, None, 1.0)
+    return _in_batch_loss(a, b, 1.0 / temperature, None, None, 1.0, rows)
 
 
 def inter_modal_alignment(
@@ -122,6 +206,7 @@ def inter_modal_alignment(
     modal_tgt: Tensor,
     *,
     temperature: float = 4.0,
+    rows: Tensor | None = None,
 ) -> Tensor:
     """Inter-modal alignment: distil the joint in-batch distribution into a modality.
 
@@ -139,6 +224,7 @@ def inter_modal_alignment(
         modal_src: One modality's source embeddings of the same pairs.
         modal_tgt: That modality's target embeddings.
         temperature: Softmax temperature (default ``4.0``).
+        rows: Only the terms of these pairs, as in :func:`info_nce`.
 
     Shapes:
         joint_src, joint_tgt: ``(B, d)``; modal_src, modal_tgt: ``(B, d_m)`` -> scalar
@@ -152,7 +238,7 @@ def inter_modal_alignment(
         teacher_a, teacher_b = _normalised_pair(joint_src, joint_tgt, temperature)
     a, b = _normalised_pair(modal_src, modal_tgt, temperature)
     scale = 1.0 / temperature
-    return _InBatchSoftmaxLoss.apply(a, b, scale, teacher_a, teacher_b, scale)
+    return _in_batch_loss(a, b, scale, teacher_a, teacher_b, scale, rows)
 
 
 class UncertaintyWeighting(nn.Module):
@@ -166,6 +252,10 @@ class UncertaintyWeighting(nn.Module):
 
     Args:
         num_losses: Number of losses combined.
+
+    ``forward(losses, share=1.0)``: ``share`` scales the ``s_i`` term, for losses
+    that are a share of a batch's (see :func:`info_nce`'s ``rows``), so that the
+    totals of the shares sum to the batch's total.
 
     Shapes:
         losses: ``(num_losses,)`` (or a sequence of scalars) -> scalar
@@ -188,14 +278,16 @@ class UncertaintyWeighting(nn.Module):
         """The current weights ``exp(-s_i)`` (detached)."""
         return torch.exp(-self.log_vars.detach())
 
-    def forward(self, losses: Tensor | Sequence[Tensor]) -> Tensor:
+    def forward(
+        self, losses: Tensor | Sequence[Tensor], *, share: float = 1.0
+    ) -> Tensor:
         if not isinstance(losses, Tensor):
             losses = torch.stack([torch.as_tensor(loss) for loss in losses])
         if losses.shape != (self.num_losses,):
             raise ValueError(
                 f"expected {self.num_losses} losses, got shape {tuple(losses.shape)}"
             )
-        return (torch.exp(-self.log_vars) * losses + self.log_vars).sum()
+        return (torch.exp(-self.log_vars) * losses + share * self.log_vars).sum()
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.num_losses})"

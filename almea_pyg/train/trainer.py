@@ -158,14 +158,7 @@ class Trainer:
             batch = self.train_links[:, perm[start : start + self.batch_size]]
             if batch.size(1) < 2:
                 continue
-            inputs = self.inputs
-            out = self.model(
-                inputs.features, inputs.edge_index, inputs.present, batch[0], batch[1]
-            )
-            losses = self.model.loss(out)
-            self._check_finite("loss", losses["loss"], steps)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
+            losses = self._backward(batch, steps)
             grad_norm = self._grad_norm()
             self._check_finite("gradient norm", grad_norm, steps)
             self.optimizer.step()
@@ -175,6 +168,19 @@ class Trainer:
         self.epoch += 1
         release_free_memory()
         return {key: value / max(steps, 1) for key, value in sums.items()}
+
+    def _backward(self, batch: Tensor, step: int) -> dict[str, Tensor]:
+        """The losses of one batch of seed links ``(2, B)``, with the gradients of
+        the total in ``.grad`` (what a distributed trainer splits over processes)."""
+        inputs = self.inputs
+        out = self.model(
+            inputs.features, inputs.edge_index, inputs.present, batch[0], batch[1]
+        )
+        losses = self.model.loss(out)
+        self._check_finite("loss", losses["loss"], step)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        return losses
 
     def _check_finite(self, name: str, value: Tensor, step: int) -> None:
         if not bool(torch.isfinite(value.detach())):

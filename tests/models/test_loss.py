@@ -104,3 +104,41 @@ def test_latent_chunks_see_the_draws_of_one_pass(pair, monkeypatch, recompute):
         assert torch.allclose(losses_c[key], losses_w[key], rtol=1e-5), key
     for name, grad in grads_w.items():
         assert torch.allclose(grads_c[name], grad, rtol=1e-4, atol=1e-6), name
+
+
+def _share_losses_and_grads(model, inputs, links, pairs):
+    out = model(inputs.features, inputs.edge_index, inputs.present, *links)
+    losses = model.loss(out, pairs)
+    model.zero_grad()
+    losses["loss"].backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    return {k: v.detach() for k, v in losses.items()}, grads
+
+
+@pytest.mark.parametrize("use_lsl", [True, False])
+def test_shares_of_a_partition_sum_to_the_batch(pair, use_lsl):
+    # What a batch split over processes relies on: with the same draws, the
+    # shares' losses and gradients (an empty share's included) sum to the
+    # batch's, to float64 rounding.
+    links = pair.train_links[:, :45]
+    model = small_model(pair, latent_chunk_size=8, use_lsl=use_lsl).double()
+    inputs = model.inputs(pair)
+    inputs.features = {
+        m: (s.double(), t.double()) for m, (s, t) in inputs.features.items()
+    }
+    torch.manual_seed(5)
+    whole, grads = _share_losses_and_grads(model, inputs, links, None)
+    total, summed = {}, {}
+    for share in [torch.arange(0, 20), torch.arange(20, 20), torch.arange(20, 45)]:
+        torch.manual_seed(5)
+        losses, share_grads = _share_losses_and_grads(model, inputs, links, share)
+        for key, value in losses.items():
+            total[key] = total.get(key, 0.0) + value
+        for name, grad in share_grads.items():
+            summed[name] = summed.get(name, 0.0) + grad
+    assert total.keys() == whole.keys()
+    for key, value in whole.items():
+        assert torch.allclose(total[key], value, rtol=1e-12), key
+    assert summed.keys() == grads.keys()
+    for name, grad in grads.items():
+        assert torch.allclose(summed[name], grad, rtol=1e-10, atol=1e-12), name

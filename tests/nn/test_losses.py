@@ -177,6 +177,55 @@ def test_inter_modal_alignment_rejects_batch_mismatch() -> None:
         )
 
 
+# --- shares of a batch (rows=) ----------------------------------------------------
+
+
+def _ial(a, b, *, rows=None):
+    j_s, j_t = _rand(7, 5, seed=21).double(), _rand(7, 5, seed=22).double()
+    return inter_modal_alignment(j_s, j_t, a, b, temperature=0.8, rows=rows)
+
+
+@pytest.mark.parametrize("loss", [info_nce, _ial], ids=["info_nce", "ial"])
+def test_shares_of_a_partition_sum_to_the_loss(loss) -> None:
+    x_src = _rand(7, 5, seed=23).double().requires_grad_()
+    x_tgt = _rand(7, 5, seed=24).double().requires_grad_()
+    whole = loss(x_src, x_tgt)
+    grads = torch.autograd.grad(whole, (x_src, x_tgt))
+    shares = [
+        torch.tensor([4, 0]),
+        torch.tensor([], dtype=torch.long),
+        torch.arange(1, 4),
+        torch.tensor([5, 6]),
+    ]
+    parts = [loss(x_src, x_tgt, rows=rows) for rows in shares]
+    assert torch.allclose(sum(parts), whole, rtol=1e-12)
+    summed = torch.autograd.grad(sum(parts), (x_src, x_tgt))
+    for grad, share_grad in zip(grads, summed):
+        assert torch.allclose(share_grad, grad, rtol=1e-10, atol=1e-14)
+
+
+def test_share_gradients_match_finite_differences() -> None:
+    rows = torch.tensor([0, 2])
+    x_src = _rand(4, 3, seed=25).double().requires_grad_()
+    x_tgt = _rand(4, 3, seed=26).double().requires_grad_()
+    j_s, j_t = _rand(4, 3, seed=27).double(), _rand(4, 3, seed=28).double()
+    assert torch.autograd.gradcheck(
+        lambda a, b: info_nce(a, b, temperature=0.3, rows=rows), (x_src, x_tgt)
+    )
+    assert torch.autograd.gradcheck(
+        lambda a, b: inter_modal_alignment(j_s, j_t, a, b, rows=rows), (x_src, x_tgt)
+    )
+
+
+def test_uncertainty_weighting_share_scales_the_regulariser() -> None:
+    weighting = UncertaintyWeighting(2)
+    with torch.no_grad():
+        weighting.log_vars.copy_(torch.tensor([0.5, -1.0]))
+    losses = torch.tensor([2.0, 3.0])
+    halves = weighting(losses / 4, share=0.25) + weighting(3 * losses / 4, share=0.75)
+    assert torch.allclose(halves, weighting(losses))
+
+
 # --- UncertaintyWeighting -------------------------------------------------------
 
 
