@@ -16,6 +16,7 @@ from typing import Any
 
 from almea_pyg.active.labels import unanswered_pairs, write_label_request
 from almea_pyg.active.loop import ActiveLearningConfig, is_budget
+from almea_pyg.data.missing import FILL_METHODS
 from almea_pyg.models import latent_diagnostics
 from almea_pyg.pipeline.experiment import (
     DATASETS,
@@ -57,6 +58,7 @@ non_negative_int = _number(int, "a whole number >= 0", lambda v: v >= 0)
 positive_float = _number(float, "a number > 0", lambda v: math.isfinite(v) and v > 0)
 fraction = _number(float, "a fraction in (0, 1)", lambda v: 0 < v < 1)
 share = _number(float, "a fraction in [0, 1)", lambda v: 0 <= v < 1)
+unit_share = _number(float, "a fraction in [0, 1]", lambda v: 0 <= v <= 1)
 budget = _number(float, "a fraction in (0, 1) or a whole count >= 1", is_budget)
 
 
@@ -163,6 +165,28 @@ def add_train_arguments(
         "--impute", action="store_true", help="impute missing modalities at inference"
     )
     run.add_argument("--no-progress", action="store_true")
+    missing = parser.add_argument_group(
+        "missing modalities (a controlled removal, and the fill)",
+        argument_default=SUPPRESS,
+    )
+    missing.add_argument(
+        "--drop-modality",
+        metavar="NAME",
+        help="remove this feature modality (e.g. attr, rel, img) from a share of "
+        "each KG's entities, drawn with --seed, after the split",
+    )
+    missing.add_argument(
+        "--drop-fraction",
+        type=unit_share,
+        help="the share of each KG's entities that lose it (e.g. 0.4)",
+    )
+    missing.add_argument(
+        "--fill",
+        choices=FILL_METHODS,
+        help="fill the rows entities lack before training: zero (default: left "
+        "missing, imputed by LSL with --impute), mean (the KG's mean row), "
+        "propagate (neighbour means over the relation graph)",
+    )
     active = parser.add_argument_group(
         "active learning (on with --rounds > 0)", argument_default=SUPPRESS
     )
@@ -236,6 +260,9 @@ CONFIG_OPTIONS = (
     "max_grad_norm",
     "optimizer",
     "checkpoint_every",
+    "drop_modality",
+    "drop_fraction",
+    "fill",
 )
 #: Options that set the :class:`ActiveLearningConfig` field of their name.
 ACTIVE_OPTIONS = (
@@ -305,6 +332,18 @@ def format_metrics(result: dict) -> str:
             f"KL/dim {row['kl_per_dim']:.3f}, reconstruction R2 "
             f"{row['reconstruction_r2']:.3f}, imputation R2 {row['imputation_r2']:.3f}"
         )
+    missing = result.get("missing_modality")
+    if missing:
+        for part in ("affected", "rest"):
+            values = missing[part]["csls"]
+            if values["mrr"] is not None:
+                lines.append(
+                    f"{part:>8} links ({missing['links'][part]}): CSLS Hits@1 "
+                    f"{values['hits@1']:.2f}  MRR {values['mrr']:.2f}"
+                )
+        for key in ("fill_r2", "imputation_r2"):
+            if missing[key] is not None:
+                lines.append(f"{key} on the removed rows: {missing[key]:.3f}")
     timing = result.get("timing", {})
     if timing.get("seconds_per_epoch") is not None:
         lines.append(

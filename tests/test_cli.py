@@ -67,6 +67,31 @@ def test_max_grad_norm_reaches_the_trainer(tmp_path):
     assert float(row["grad_norm"]) > 0.5  # logged before clipping
 
 
+def test_a_controlled_removal_and_fill_from_the_command_line(tmp_path, capsys):
+    argv = ["train", "--epochs", "1", "--dim", "8", "--no-progress"]
+    argv += ["--drop-modality", "img", "--drop-fraction", "0.4", "--fill", "propagate"]
+    assert main(argv + ["--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "result.json").read_text())
+    protocol = result["protocol"]
+    assert (protocol["removed_modality"], protocol["removed_fraction"]) == ("img", 0.4)
+    assert (protocol["fill"], protocol["imputer"]) == ("propagate", None)
+    config = result["config"]
+    assert (config["drop_modality"], config["drop_fraction"]) == ("img", 0.4)
+    links = result["missing_modality"]["links"]
+    assert f"affected links ({links['affected']}): CSLS Hits@1" in out
+    assert f"    rest links ({links['rest']}): CSLS Hits@1" in out
+    assert "fill_r2 on the removed rows: " in out
+    # the run folder knows its pair: evaluate rebuilds it with the removal
+    assert main(["evaluate", str(tmp_path), "--metric", "csls"]) == 0
+    hits = result["metrics"]["csls"]["hits@1"]
+    assert f"Hits@1 {hits:.2f}" in capsys.readouterr().out
+    # a fraction without a modality is a one-line error
+    assert main(TINY + ["--epochs", "1", "--drop-fraction", "0.4"]) == 2
+    err = capsys.readouterr().err
+    assert "drop_fraction 0.4 needs a drop_modality" in err and err.count("\n") == 1
+
+
 def test_evaluate_reproduces_training_metrics(run_dir, capsys):
     result = json.loads((run_dir / "result.json").read_text())
     assert main(["evaluate", str(run_dir), "--metric", "csls"]) == 0
@@ -213,6 +238,8 @@ def test_a_used_folder_is_refused_unless_overwrite(run_dir, tmp_path, capsys):
         ["--budget", "2.5"],
         ["--seed-ratio", "1.5"],
         ["--lr", "nan"],
+        ["--drop-fraction", "1.5"],
+        ["--drop-fraction", "-0.1"],
     ],
 )
 def test_invalid_numbers_are_refused_by_the_parser(option, capsys):
@@ -405,6 +432,13 @@ def test_typed_options_override_the_config_file_and_only_they(tmp_path, capsys):
     assert off["active"] is None
     named = print_config(["--config", str(path), "--dataset", "FB15K_DB15K"], capsys)
     assert named["dataset"] == "FB15K_DB15K" and named["data"] is None
+    removal = {"drop_modality": "attr", "drop_fraction": 0.4, "fill": "mean"}
+    path.write_text(json.dumps(removal))
+    assert print_config(["--config", str(path)], capsys).items() >= removal.items()
+    typed = ["--drop-fraction", "0.6", "--fill", "zero"]
+    config = print_config(["--config", str(path), *typed], capsys)
+    assert (config["drop_modality"], config["drop_fraction"]) == ("attr", 0.6)
+    assert config["fill"] == "zero"
 
 
 def test_print_config_is_a_config_file(tmp_path, capsys):

@@ -1,7 +1,7 @@
 """Entity-alignment models: ALMEA, its objective, imputation and diagnostics."""
 
 from almea_pyg.models.almea import ALMEA, ALMEAOutput
-from almea_pyg.models.diagnostics import latent_diagnostics
+from almea_pyg.models.diagnostics import imputation_r2, latent_diagnostics
 from almea_pyg.models.imputation import impute_modalities
 from almea_pyg.models.inputs import PairInputs
 from almea_pyg.models.loss import ALMEALoss
@@ -12,5 +12,6 @@ __all__ = [
     "ALMEAOutput",
     "PairInputs",
     "impute_modalities",
+    "imputation_r2",
     "latent_diagnostics",
 ]

@@ -13,7 +13,7 @@ from almea_pyg.models.inputs import PairInputs
 from almea_pyg.nn.losses import kl_standard_normal
 
 if TYPE_CHECKING:
-    from almea_pyg.models.almea import ALMEA
+    from almea_pyg.models.almea import ALMEA, ALMEAOutput
 
 
 @torch.no_grad()
@@ -52,24 +52,70 @@ def latent_diagnostics(
         index = out.present[m].nonzero().flatten()
         if index.numel() == 0:
             continue
-        sums: dict[str, Tensor] = {}
-        for chunk in index.split(chunk_size):
-            part = _diagnostic_sums(model, m, out.h, out.present, chunk)
-            for key, value in part.items():
-                sums[key] = sums.get(key, 0) + value.double()
+        sums = _chunked_sums(model, m, out, index, chunk_size)
         n = index.numel()
-        mean = sums["target"] / n
-        total = sums["target_sq"] - n * mean.pow(2).sum()
         mu_var = (sums["mu_sq"] - n * (sums["mu"] / n).pow(2)) / max(n - 1, 1)
         stats[m] = {
             "entities": n,
             "active_units": int((mu_var > threshold).sum()),
             "kl_per_dim": float(sums["kl"]) / (n * model.lsl.dim),
-            "reconstruction_r2": float(1 - sums["own_sse"] / total),
-            "imputation_r2": float(1 - sums["imputed_sse"] / total),
+            "reconstruction_r2": _r2(sums, "own_sse", n),
+            "imputation_r2": _r2(sums, "imputed_sse", n),
         }
     model.train(was_training)
     return stats
+
+
+@torch.no_grad()
+def imputation_r2(
+    model: ALMEA,
+    data: MMKGPair | PairInputs,
+    modality: str,
+    rows: Tensor,
+    *,
+    chunk_size: int = 4096,
+) -> float | None:
+    """:math:`R^2` of LSL's imputation of ``h^m`` on ``rows`` only, as
+    :func:`latent_diagnostics` computes ``imputation_r2`` over all entities.
+
+    ``rows`` index the pair's shared entity space (target entity ``j`` is
+    ``N_s + j``); the target is ``h^m`` of their features in ``data``, whatever
+    its mask says, so a controlled benchmark can pass the true features of
+    entities the model was trained without. ``None`` for no rows.
+    """
+    if model.lsl is None or model.lsc is None:
+        raise RuntimeError("imputation needs LSL (use_lsl=True)")
+    if rows.numel() == 0:
+        return None
+    inputs = model.inputs(data) if isinstance(data, MMKGPair) else data
+    was_training = model.training
+    model.eval()
+    out = model(inputs.features, inputs.edge_index, inputs.present)
+    rows = rows.to(inputs.edge_index.device)
+    sums = _chunked_sums(model, modality, out, rows, chunk_size)
+    model.train(was_training)
+    return _r2(sums, "imputed_sse", rows.numel())
+
+
+def _chunked_sums(
+    model: ALMEA, m: str, out: ALMEAOutput, index: Tensor, chunk_size: int
+) -> dict[str, Tensor]:
+    """:func:`_diagnostic_sums` over ``index``, ``chunk_size`` rows at a time,
+    summed in float64."""
+    sums: dict[str, Tensor] = {}
+    for chunk in index.split(chunk_size):
+        part = _diagnostic_sums(model, m, out.h, out.present, chunk)
+        for key, value in part.items():
+            sums[key] = sums.get(key, 0) + value.double()
+    return sums
+
+
+def _r2(sums: dict[str, Tensor], sse: str, n: int) -> float:
+    """``1 - sums[sse] / total``, the total sum of squares of the target rows
+    around their mean."""
+    mean = sums["target"] / n
+    total = sums["target_sq"] - n * mean.pow(2).sum()
+    return float(1 - sums[sse] / total)
 
 
 def _diagnostic_sums(

@@ -29,6 +29,11 @@ from almea_pyg.io import atomic_write_text
 from almea_pyg.metrics.ranking import evaluate_directions
 from almea_pyg.models import ALMEA, latent_diagnostics
 from almea_pyg.pipeline.config_file import read_config_file
+from almea_pyg.pipeline.missing_modality import (
+    evaluate_missing,
+    missing_transform,
+    removal,
+)
 from almea_pyg.pipeline.run_folder import (
     CHECKPOINT_FILE,
     RUN_FILE,
@@ -87,7 +92,14 @@ PAPER_SCHEDULE = {
 
 @dataclass
 class ExperimentConfig:
-    """Everything that defines a run; written into its result JSON."""
+    """Everything that defines a run; written into its result JSON.
+
+    ``drop_modality`` and ``drop_fraction`` remove a modality from that share of
+    each KG's entities (seeded by ``seed``), and ``fill`` (``"zero"``,
+    ``"mean"`` or ``"propagate"``) fills the rows entities lack before training
+    (:mod:`~almea_pyg.pipeline.missing_modality`); LSL's imputation at
+    inference is ``model["impute_missing"]``.
+    """
 
     dataset: str = "synthetic"
     data: str | None = None
@@ -111,6 +123,9 @@ class ExperimentConfig:
     model: dict[str, Any] = field(default_factory=dict)
     active: ActiveLearningConfig | None = None
     progress: bool = True
+    drop_modality: str | None = None
+    drop_fraction: float = 0.0
+    fill: str = "zero"
 
     @classmethod
     def from_dict(cls, state: Mapping[str, Any]) -> ExperimentConfig:
@@ -218,11 +233,11 @@ def load_pair(
     return MMKB(root, pair=dataset, raw_dir=data_dir).pair
 
 
-def prepare_pair(config: ExperimentConfig) -> MMKGPair:
+def split_pair(config: ExperimentConfig) -> MMKGPair:
     """The configuration's pair, split at its seed ratio and seed, on its device:
     read from the directory ``config.data`` in any supported layout
     (:func:`~almea_pyg.data.readers.read_pair`), else the dataset named
-    ``config.dataset``."""
+    ``config.dataset``; no modality removed or filled."""
     if config.data is not None:
         pair = read_pair(config.data)
     else:
@@ -232,6 +247,13 @@ def prepare_pair(config: ExperimentConfig) -> MMKGPair:
     return pair.split(
         config.seed_ratio, seed=config.seed, pool_ratio=config.pool_ratio
     ).to(config.device)
+
+
+def prepare_pair(config: ExperimentConfig) -> MMKGPair:
+    """The pair a run trains on: :func:`split_pair` with the configuration's
+    modality removed and missing rows filled
+    (:func:`~almea_pyg.pipeline.missing_modality.missing_transform`)."""
+    return missing_transform(config)(split_pair(config))
 
 
 def build_model(config: ExperimentConfig, pair: MMKGPair) -> ALMEA:
@@ -309,7 +331,8 @@ def _run_experiment(
     if resume and (checkpoint is None or not checkpoint.exists()):
         raise FileNotFoundError(f"nothing to resume: {checkpoint} not found")
     torch.manual_seed(config.seed)
-    pair = prepare_pair(config)
+    original = split_pair(config)
+    pair = missing_transform(config)(original)
     model = build_model(config, pair)
     log.info("%s\n%s", pair, model)
     trainer = Trainer(
@@ -380,6 +403,13 @@ def _run_experiment(
         metrics[f"csls_impute_{model.impute_missing}".lower()] = trainer.evaluate()
         model.impute_missing = not model.impute_missing
     latent = latent_diagnostics(model, pair) if model.lsl is not None else None
+    drop = removal(config)
+    missing = (
+        evaluate_missing(model, original, pair, trainer.test_links, drop)
+        if drop is not None
+        else None
+    )
+    imputes = model.lsl is not None and model.impute_missing
     epoch_seconds = [row["seconds"] for row in trainer.history]
     result = {
         "status": status,
@@ -397,6 +427,10 @@ def _run_experiment(
             "variant": config.variant,
             "modalities": model.modalities,
             "impute_missing": model.impute_missing if model.lsl is not None else None,
+            "removed_modality": config.drop_modality,
+            "removed_fraction": config.drop_fraction,
+            "fill": config.fill,
+            "imputer": "lsl" if imputes else None,
             "active_learning": active is not None,
             "strategy": active.strategy if active else None,
             "oracle": active.oracle if active else None,
@@ -433,6 +467,7 @@ def _run_experiment(
         },
         "config": asdict(config),
         "latent_diagnostics": latent,
+        "missing_modality": missing,
     }
     if out is not None:
         runner.save_checkpoint(checkpoint)

@@ -60,9 +60,22 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+#: Settings added after runs were recorded, with the value that leaves a run as
+#: it was: left out of the fingerprint at that value, so earlier folders resume.
+LATER_DEFAULTS = {"drop_modality": None, "drop_fraction": 0.0, "fill": "zero"}
+
+
 def config_fingerprint(config: dict[str, Any]) -> str:
-    """A short hash of what defines a run: its config less :data:`PLACEMENT_KEYS`."""
-    return _digest({k: v for k, v in config.items() if k not in PLACEMENT_KEYS})
+    """A short hash of what defines a run: its config less :data:`PLACEMENT_KEYS`
+    and less the :data:`LATER_DEFAULTS` it leaves at their value."""
+    return _digest(
+        {
+            k: v
+            for k, v in config.items()
+            if k not in PLACEMENT_KEYS
+            and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])
+        }
+    )
 
 
 def _tensor_digest(digest: Any, tensor: Tensor) -> None:

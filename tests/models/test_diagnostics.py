@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from almea_pyg.data.synthetic import make_synthetic_pair
-from almea_pyg.models import ALMEA, latent_diagnostics
+from almea_pyg.models import ALMEA, imputation_r2, latent_diagnostics
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +64,35 @@ def test_count_units_that_vary(pair):
 def test_need_lsl(pair):
     with pytest.raises(RuntimeError, match="LSL"):
         latent_diagnostics(small_model(pair, use_lsl=False), pair)
+    with pytest.raises(RuntimeError, match="LSL"):
+        imputation_r2(small_model(pair, use_lsl=False), pair, "attr", torch.ones(1))
+
+
+def test_imputation_r2_of_rows_is_the_diagnostics_over_those_rows(pair):
+    model = small_model(pair)
+    inputs = model.inputs(pair)
+    rows = inputs.present["attr"].nonzero().flatten()
+    expected = latent_diagnostics(model, pair)["attr"]["imputation_r2"]
+    assert imputation_r2(model, pair, "attr", rows) == pytest.approx(expected)
+    assert imputation_r2(model, pair, "attr", rows, chunk_size=7) == pytest.approx(
+        expected
+    )
+    # The target is h^m of the rows' features, whatever their mask says.
+    inputs.present["attr"] = inputs.present["attr"].clone()
+    inputs.present["attr"][rows[::2]] = False
+    assert imputation_r2(model, inputs, "attr", rows) == pytest.approx(expected)
+    assert imputation_r2(model, pair, "attr", rows[:0]) is None
+
+
+def test_imputation_r2_is_around_the_mean_of_the_rows_given(pair):
+    model = small_model(pair)
+    inputs = model.inputs(pair)
+    out = model(inputs.features, inputs.edge_index, inputs.present)
+    rows = inputs.present["attr"].nonzero().flatten()[:40]
+    with torch.no_grad():
+        vae = model.lsl.vaes["attr"]
+        last = vae.decoder[-1]
+        # The attribute decoder outputs the mean of h^attr over these rows only.
+        last.weight.zero_(), last.bias.copy_(out.h["attr"][rows].mean(0))
+    assert imputation_r2(model, pair, "attr", rows) == pytest.approx(0.0, abs=1e-5)
+    assert latent_diagnostics(model, pair)["attr"]["imputation_r2"] < -1e-3

@@ -24,6 +24,9 @@ CONFIG = ExperimentConfig(
         rounds=3, budget=20, strategy="ds3", strategy_kwargs={"alpha": 0.3}
     ),
     progress=False,
+    drop_modality="attr",
+    drop_fraction=0.4,
+    fill="propagate",
 )
 
 
@@ -90,7 +93,8 @@ def test_unknown_keys_are_refused_with_the_valid_ones(tmp_path):
         f"{path}: unknown keys 'epoch', 'sead': valid ones are dataset, data, "
         "data_dir, cache_dir, seed_ratio, pool_ratio, seed, epochs, eval_every, "
         "device, output, variant, modalities, metric, lr, batch_size, "
-        "max_grad_norm, optimizer, checkpoint_every, model, active, progress"
+        "max_grad_norm, optimizer, checkpoint_every, model, active, progress, "
+        "drop_modality, drop_fraction, fill"
     )
 
 

@@ -29,6 +29,13 @@ def test_config_fingerprint_ignores_where_a_run_executes():
     assert config_fingerprint({**CONFIG, "seed": 1}) != config_fingerprint(CONFIG)
 
 
+def test_settings_added_later_change_no_fingerprint_at_their_default():
+    later = {**CONFIG, "drop_modality": None, "drop_fraction": 0.0, "fill": "zero"}
+    assert config_fingerprint(later) == config_fingerprint(CONFIG)
+    for key, value in (("drop_modality", "img"), ("fill", "mean")):
+        assert config_fingerprint({**later, key: value}) != config_fingerprint(CONFIG)
+
+
 def test_data_fingerprint_sees_split_links_and_features(pair):
     assert data_fingerprint(pair) == data_fingerprint(copy.deepcopy(pair))
     other_split = make_synthetic_pair(num_entities=60, seed=1).split(0.3, seed=1)
