@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from almea_pyg.io import atomic_write_text
+from almea_pyg.pipeline.stats import format_mean_std as fmt
 from almea_pyg.pipeline.stats import mean_std, paired_t_test
 
 METRICS = ("mrr", "hits@1")
@@ -127,14 +128,6 @@ def summarise(records: list[dict[str, Any]], reference: str) -> list[dict[str, A
     return out
 
 
-def _fmt(stat: dict[str, float | None] | None, digits: int = 1) -> str:
-    if stat is None:
-        return "-"
-    if stat["std"] is None:
-        return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
-
-
 def format_markdown(summary: list[dict[str, Any]]) -> str:
     lines = []
     for block in summary:
@@ -154,12 +147,12 @@ def format_markdown(summary: list[dict[str, Any]]) -> str:
             for row in rows:
                 reps = "-"
                 if "representatives" in row:
-                    reps = f"{_fmt(row['representatives'], 0)} / {_fmt(row['pool'], 0)}"
+                    reps = f"{fmt(row['representatives'], 0)} / {fmt(row['pool'], 0)}"
                 lines.append(
-                    f"| {variant} | {row['round']} | {_fmt(row.get('asked'), 0)} "
-                    f"| {_fmt(row.get('gained'), 0)} "
-                    f"| {_fmt(row.get('already_top1'), 0)} "
-                    f"| {reps} | {_fmt(row['mrr'], 2)} | {_fmt(row['hits@1'], 2)} |"
+                    f"| {variant} | {row['round']} | {fmt(row.get('asked'), 0)} "
+                    f"| {fmt(row.get('gained'), 0)} "
+                    f"| {fmt(row.get('already_top1'), 0)} "
+                    f"| {reps} | {fmt(row['mrr'], 2)} | {fmt(row['hits@1'], 2)} |"
                 )
         lines.append("")
         if block["paired_vs_reference"]:

@@ -53,6 +53,7 @@ from almea_pyg.pipeline.experiment import (
     write_json,
 )
 from almea_pyg.pipeline.run_folder import CHECKPOINT_FILE
+from almea_pyg.pipeline.stats import format_mean_std as fmt
 from almea_pyg.pipeline.stats import mean_std, paired_t_test
 from almea_pyg.train.memory import limit_heap_fragmentation
 
@@ -241,14 +242,6 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(stat: dict[str, float | None] | None, digits: int = 2) -> str:
-    if stat is None:
-        return "-"
-    if stat["std"] is None:
-        return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
-
-
 def format_markdown(summary: list[dict[str, Any]]) -> str:
     lines = []
     for block in summary:
@@ -263,12 +256,12 @@ def format_markdown(summary: list[dict[str, Any]]) -> str:
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for method, row in block["methods"].items():
-            cells = [_fmt(row[f"{part}_{metric}"]) for part, metric in COLUMNS]
+            cells = [fmt(row[f"{part}_{metric}"]) for part, metric in COLUMNS]
             lines.append(
                 f"| {method} | {len(row['seeds'])} "
-                f"| {_fmt(row['affected_links'], 0)} | " + " | ".join(cells) + " "
-                f"| {_fmt(row['all_mrr'])} | {_fmt(row['fill_r2'], 3)} "
-                f"| {_fmt(row['imputation_r2'], 3)} |"
+                f"| {fmt(row['affected_links'], 0)} | " + " | ".join(cells) + " "
+                f"| {fmt(row['all_mrr'])} | {fmt(row['fill_r2'], 3)} "
+                f"| {fmt(row['imputation_r2'], 3)} |"
             )
         lines.append("")
         if block["paired_vs_zero"]:

@@ -276,15 +276,7 @@ class BuildModalityFeatures(BaseTransform):
             source = self.forward(copy.copy(data.source))
             target = self.forward(copy.copy(data.target))
             match_feature_widths(source, target)
-            return MMKGPair(
-                source,
-                target,
-                data.links,
-                train_links=data.train_links,
-                test_links=data.test_links,
-                valid_links=data.valid_links,
-                name=data.name,
-            )
+            return data.with_kgs(source, target)
         if not isinstance(data, HeteroData):
             raise TypeError(f"expected HeteroData or MMKGPair, got {type(data)}")
         return build_features(data, top_k=self.top_k)

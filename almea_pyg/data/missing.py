@@ -37,18 +37,6 @@ FillMethod = Literal["zero", "mean", "propagate"]
 FILL_METHODS: tuple[str, ...] = ("zero", "mean", "propagate")
 
 
-def _replace_sides(pair: MMKGPair, source: HeteroData, target: HeteroData) -> MMKGPair:
-    return MMKGPair(
-        source,
-        target,
-        pair.links,
-        train_links=pair.train_links,
-        test_links=pair.test_links,
-        valid_links=pair.valid_links,
-        name=pair.name,
-    )
-
-
 def _check_modality(kg: HeteroData, name: str) -> None:
     if f"{FEATURE_PREFIX}{name}" not in kg[ENTITY]:
         raise ValueError(
@@ -83,9 +71,7 @@ class DropModality(BaseTransform):
 
     def forward(self, data: HeteroData | MMKGPair) -> HeteroData | MMKGPair:
         if isinstance(data, MMKGPair):
-            return _replace_sides(
-                data, self._drop(data.source, 0), self._drop(data.target, 1)
-            )
+            return data.with_kgs(self._drop(data.source, 0), self._drop(data.target, 1))
         return self._drop(data, 0)
 
     def _drop(self, kg: HeteroData, side: int) -> HeteroData:
@@ -166,9 +152,7 @@ class FillMissing(BaseTransform):
         if self.method == "zero":
             return data
         if isinstance(data, MMKGPair):
-            return _replace_sides(
-                data, self._fill(data.source), self._fill(data.target)
-            )
+            return data.with_kgs(self._fill(data.source), self._fill(data.target))
         return self._fill(data)
 
     def _fill(self, kg: HeteroData) -> HeteroData:

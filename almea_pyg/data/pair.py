@@ -181,6 +181,18 @@ class MMKGPair:
             name=self.name,
         )
 
+    def with_kgs(self, source: HeteroData, target: HeteroData) -> MMKGPair:
+        """The same links and splits over other KGs (e.g. transformed copies)."""
+        return MMKGPair(
+            source,
+            target,
+            self.links,
+            train_links=self.train_links,
+            test_links=self.test_links,
+            valid_links=self.valid_links,
+            name=self.name,
+        )
+
     def to(self, device: torch.device | str) -> MMKGPair:
         return MMKGPair(
             self.source.to(device),

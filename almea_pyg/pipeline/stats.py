@@ -34,6 +34,16 @@ def mean_std(values: Sequence[float]) -> dict[str, float | None]:
     }
 
 
+def format_mean_std(stat: dict[str, float | None] | None, digits: int = 2) -> str:
+    """``"mean ± std"`` of a :func:`mean_std` result; the mean alone for one value,
+    ``"-"`` for none."""
+    if stat is None:
+        return "-"
+    if stat["std"] is None:
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
 def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
