@@ -27,7 +27,7 @@ from almea_pyg.datasets import DBP15K, MMKB, OpenEA
 from almea_pyg.datasets.openea import PAIRS as OPENEA
 from almea_pyg.io import atomic_write_text
 from almea_pyg.metrics.ranking import evaluate_directions
-from almea_pyg.models import ALMEA, latent_diagnostics
+from almea_pyg.models import ALMEA, PairInputs, latent_diagnostics
 from almea_pyg.pipeline.config_file import read_config_file
 from almea_pyg.pipeline.missing_modality import (
     evaluate_missing,
@@ -396,13 +396,15 @@ def _run_experiment(
         raise
     train_seconds = time.perf_counter() - start
     status = learner.status if learner is not None else "done"
-    metrics = evaluate_test_links(model, pair, links=trainer.test_links)
+    metrics = evaluate_test_links(model, trainer.inputs, links=trainer.test_links)
     if model.lsl is not None:
         # The other imputation setting, to keep measuring which default is right.
         model.impute_missing = not model.impute_missing
         metrics[f"csls_impute_{model.impute_missing}".lower()] = trainer.evaluate()
         model.impute_missing = not model.impute_missing
-    latent = latent_diagnostics(model, pair) if model.lsl is not None else None
+    latent = (
+        latent_diagnostics(model, trainer.inputs) if model.lsl is not None else None
+    )
     drop = removal(config)
     missing = (
         evaluate_missing(model, original, pair, trainer.test_links, drop)
@@ -474,7 +476,7 @@ def _run_experiment(
         write_labelled_links(trainer, out / "labelled_links.tsv")
         selection = None
         if learner is not None and learner.last_asked.numel():
-            emb_s, emb_t = model.embed(pair)
+            emb_s, emb_t = model.embed(trainer.inputs)
             selection = (emb_s, emb_t, trainer.train_links, learner.last_asked)
         rounds = learner.rounds if learner is not None else []
         save_run_plots(out, trainer.history, rounds, selection)
@@ -485,7 +487,7 @@ def _run_experiment(
 
 def evaluate_test_links(
     model: ALMEA,
-    pair: MMKGPair,
+    pair: MMKGPair | PairInputs,
     metrics: Sequence[SimilarityMetric] = ("cosine", "csls"),
     *,
     links: Tensor | None = None,
@@ -493,7 +495,8 @@ def evaluate_test_links(
     """Each metric on the test links, left-to-right (``"cosine"``, ``"csls"``),
     right-to-left (``"<metric>_r2l"``) and their mean (``"<metric>_mean"``), at
     the model as it is (never an epoch picked on the test links). ``links``
-    replaces ``pair.test_links`` (e.g. those left after active learning)."""
+    replaces ``pair.test_links`` (e.g. those left after active learning; needed
+    with :class:`PairInputs`, built once by the trainer, which hold no links)."""
     links = pair.test_links if links is None else links
     with torch.no_grad():
         emb_s, emb_t = model.embed(pair)
