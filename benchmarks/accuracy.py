@@ -45,7 +45,12 @@ from dataclasses import fields
 from pathlib import Path
 
 from almea_pyg.active.loop import ActiveLearningConfig
-from almea_pyg.pipeline.experiment import DEFAULT_DIM, OPTIMIZERS, PAPER_SCHEDULE
+from almea_pyg.pipeline.experiment import (
+    DATASETS,
+    DEFAULT_DIM,
+    OPTIMIZERS,
+    PAPER_SCHEDULE,
+)
 from almea_pyg.pipeline.grid import (
     MODULE,
     Grid,
@@ -66,7 +71,7 @@ _AL_DEFAULTS = ActiveLearningConfig()
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     grid = parser.add_argument_group("the grid")
-    grid.add_argument("--datasets", nargs="+", choices=sorted(PAPER_SCHEDULE))
+    grid.add_argument("--datasets", nargs="+", choices=DATASETS)
     grid.add_argument("--seed-ratios", nargs="+", type=float, default=[0.2])
     grid.add_argument(
         "--variants",
@@ -176,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.datasets:
             raise ValueError("--datasets is required to run cells")
+        unscheduled = [name for name in args.datasets if name not in PAPER_SCHEDULE]
+        if unscheduled and args.epochs is None:
+            raise ValueError(
+                f"the paper has no schedule for {', '.join(unscheduled)}: give --epochs"
+            )
         grid = Grid(**{f.name: getattr(args, f.name) for f in fields(Grid)})
         cells = grid.cells()
         if args.dry_run:

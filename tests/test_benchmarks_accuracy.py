@@ -54,6 +54,15 @@ def test_dry_run_lists_done_cells_and_refuses_another_key(acc, capsys, tmp_path)
     assert "--datasets is required" in capsys.readouterr().err
 
 
+def test_datasets_without_the_papers_schedule_need_epochs(acc, capsys, tmp_path):
+    argv = ["--datasets", "DBP15K_zh_en", "--seed-ratios", "0.3", "--seeds", "0"]
+    argv += ["--variants", "almea", "--results", str(tmp_path), "--dry-run"]
+    assert acc.main(argv) == 2
+    assert "no schedule for DBP15K_zh_en: give --epochs" in capsys.readouterr().err
+    assert acc.main([*argv, "--epochs", "40"]) == 0
+    assert capsys.readouterr().out.split() == ["todo", "DBP15K_zh_en-r0.3-almea-e40-s0"]
+
+
 def test_summarise_prints_what_it_writes(acc, capsys, tmp_path):
     for seed in (0, 1):
         cell = Cell("synthetic", 0.2, "almea", seed, 2)
