@@ -15,7 +15,12 @@ from typing import Any
 from almea_pyg.io import atomic_write_text
 from almea_pyg.pipeline.experiment import DEFAULT_DIM, write_json
 from almea_pyg.pipeline.grid import Cell, load_records
-from almea_pyg.pipeline.stats import METRICS, compare_variants, summary_rows
+from almea_pyg.pipeline.stats import (
+    METRICS,
+    compare_variants,
+    format_mean_std,
+    summary_rows,
+)
 
 
 def _paper_row(source: str, mrr, hits1, hits10) -> dict[str, Any]:
@@ -149,10 +154,6 @@ def _fmt_pool(ratio: float) -> str:
     return f"{ratio:g}" if ratio else "-"
 
 
-def _fmt_mean_std(stat: dict[str, float | None]) -> str:
-    return f"{_fmt(stat['mean'])} ± {_fmt(stat['std'])}"
-
-
 def _fmt_paper(paper: dict[str, Any] | None, name: str) -> str:
     if paper is None:
         return ""
@@ -208,7 +209,7 @@ def format_markdown(
             ),
             str(row["n"]),
             " ".join(map(str, row["seeds"])),
-            *(_fmt_mean_std(row[name]) for name in METRICS),
+            *(format_mean_std(row[name]) for name in METRICS),
             _fmt(row["seconds_per_epoch_median"], 3),
             _fmt(row["peak_memory_mib_max"], 0),
             *(_fmt_paper(paper, name) for name in METRICS),
