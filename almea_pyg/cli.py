@@ -441,6 +441,8 @@ def cmd_label_serve(args: argparse.Namespace) -> None:
         announce=lambda url: print(
             f"label the round at {url} (Ctrl-C stops)", flush=True
         ),  # shown at once even when stdout is a pipe or a file
+        resume=args.resume,
+        remote_images=args.remote_images,
     )
 
 
@@ -521,6 +523,19 @@ def build_parser() -> argparse.ArgumentParser:
     label_serve.add_argument("--token", help="default: a random one")
     label_serve.add_argument(
         "--open", action="store_true", help="open the page in a browser"
+    )
+    label_serve.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help='"Finish round" only imports the labels and shows the resume command '
+        "(default: it also resumes training in the background)",
+    )
+    label_serve.add_argument(
+        "--remote-images",
+        action="store_true",
+        help="embed images given as http(s) URLs (default: links; the page then "
+        "loads nothing from other machines)",
     )
     label_serve.set_defaults(func=cmd_label_serve)
     select = sub.add_parser(

@@ -9,12 +9,19 @@ its number key), and "no" means none. Every answer is written at once,
 atomically, to the round's label file (``labels_round<N>.csv``, the format of
 :func:`~almea_pyg.active.labels.write_label_request`): the file is the state,
 so a server killed and started again resumes at the first open pair. "Finish
-round" imports the file into the run's checkpoint.
+round" imports the file into the run's checkpoint and resumes the run's training
+in a background process (:class:`ResumedTraining`), whose state the page polls.
+
+An entity's image, where its KG gives one (``kg["entity"].images``, e.g. from a
+TSV KG's ``images.tsv``), is shown: a local file through ``/image/<side>/<index>``,
+which serves the files of that map and nothing else; a remote URL as a link, or
+as an image with ``remote_images``.
 
 Safe by default: it binds ``127.0.0.1``; every request needs a random token
 (query parameter ``token``, then a cookie; a POST needs it in its form, JSON or
 ``X-Label-Token`` header), else 403; all KG text is escaped by Jinja; the page
-loads nothing from outside the machine (inline CSS and JS only).
+loads nothing from outside the machine (inline CSS and JS only) unless
+``remote_images``.
 """
 
 from __future__ import annotations
@@ -22,12 +29,15 @@ from __future__ import annotations
 import csv
 import hmac
 import io
+import json
 import logging
 import math
 import os
 import secrets
 import shlex
 import socketserver
+import subprocess
+import sys
 import threading
 import webbrowser
 from collections.abc import Callable
@@ -49,9 +59,10 @@ from almea_pyg.active.labels import (
 from almea_pyg.active.loop import ActiveLearner
 from almea_pyg.data.errors import DataFormatError
 from almea_pyg.data.pair import link_keys
+from almea_pyg.data.readers.tsv import is_image_url
 from almea_pyg.io import atomic_write_text
 from almea_pyg.metrics.similarity import topk_similarity
-from almea_pyg.typing import ATTRIBUTE, ATTRIBUTE_EDGE, RELATION_EDGE
+from almea_pyg.typing import ATTRIBUTE, ATTRIBUTE_EDGE, ENTITY, RELATION_EDGE
 
 #: Candidate targets shown per source, relation neighbours and attributes per entity.
 NUM_CANDIDATES = 5
@@ -61,11 +72,20 @@ DEFAULT_PORT = 8765
 ANSWERS = ("yes", "no", "skip")
 COOKIE = "almea_label_token"
 HEADER = "X-Label-Token"
+SIDES = ("source", "target")
+#: The page's Content-Security-Policy; ``{images}``: where images may come from.
+PAGE_POLICY = (
+    "default-src 'none'; img-src {images}; connect-src 'self'; "
+    "style-src 'unsafe-inline'; script-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+#: An image file of a KG is never run as a page (an SVG may hold a script).
+IMAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+#: The log of the training "Finish round" resumes, in the run folder.
+RESUME_LOG = "resume_round{round}.log"
+#: Lines of that log the page shows.
+LOG_TAIL_LINES = 8
 SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; "
-        "script-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
-    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -271,12 +291,17 @@ class LabelSession:
     def entity(self, side: int, index: int) -> dict[str, Any]:
         """What the page shows of entity ``index`` of the source (0) or target (1)."""
         kg = self.pair.source if side == 0 else self.pair.target
+        image = entity_image(kg, index)
+        remote = image is not None and is_image_url(image)
         return {
             "index": index,
             "id": entity_ids(kg)[index],
             "name": entity_names(kg)[index],
             "attributes": attributes(kg, index),
             "neighbours": neighbours(kg, index),
+            "image": image,
+            "image_remote": remote,
+            "image_found": remote or (image is not None and Path(image).is_file()),
         }
 
     def view(self, index: int) -> dict[str, Any]:
@@ -320,6 +345,92 @@ class LabelSession:
             }
             for i, (s, t) in enumerate(zip(self.pairs[0].tolist(), self.targets))
         ]
+
+
+def entity_image(kg: HeteroData, index: int) -> str | None:
+    """The image (local path or URL) the KG gives entity ``index``, if any."""
+    images = kg[ENTITY].get("images") or {}
+    return images.get(entity_ids(kg)[index])
+
+
+class ResumedTraining:
+    """``almea-pyg train --resume`` of a run in a background process, as "Finish
+    round" starts it; its output (stdout and stderr) goes to ``log_path``.
+
+    The process is a session of its own: stopping the labelling server (Ctrl-C)
+    leaves the training running.
+
+    Args:
+        run_dir (str or os.PathLike): The run folder.
+        log_path (str or os.PathLike): The log file (written anew).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, log_path: str | os.PathLike) -> None:
+        self.run_dir = Path(run_dir)
+        self.log_path = Path(log_path)
+        self.argv = [sys.executable, "-m", "almea_pyg.cli", "train", "--resume"]
+        self.argv += ["--output", str(self.run_dir), "--no-progress", "-v"]
+        with open(self.log_path, "wb") as out:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},  # a live log
+                start_new_session=True,
+            )
+        log.info(
+            "training of %s resumed (process %d), output in %s",
+            self.run_dir,
+            self.process.pid,
+            self.log_path,
+        )
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.run_dir}, {self.describe()})"
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def describe(self) -> str:
+        """``running``, else the exit code and what the run waits for."""
+        code = self.process.poll()
+        if code is None:
+            return "running"
+        text = f"finished, exit code {code}"
+        if code != 0:
+            return f"{text}: see the log"
+        try:
+            result = json.loads((self.run_dir / "result.json").read_text())
+        except (OSError, ValueError):
+            return text
+        if result.get("status") == "labels_pending":
+            return f"{text}: the next round waits for labels (serve the page again)"
+        return f"{text}: the run is {result.get('status', 'done')}"
+
+    def status(self) -> dict[str, Any]:
+        """What the page polls: state, exit code, log file and its last lines."""
+        code = self.process.poll()
+        return {
+            "started": True,
+            "running": code is None,
+            "returncode": code,
+            "state": self.describe(),
+            "log": str(self.log_path),
+            "tail": log_tail(self.log_path),
+        }
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file (``""`` if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def attributes(
@@ -369,6 +480,8 @@ def create_app(
     *,
     token: str | None = None,
     num_candidates: int = NUM_CANDIDATES,
+    resume: bool = True,
+    remote_images: bool = False,
 ) -> Any:
     """The labelling page of the run in ``run_dir`` (its pending round): a
     :class:`flask.Flask` app (needs ``flask``: ``pip install almea-pyg[serve]``).
@@ -378,6 +491,13 @@ def create_app(
         token (str, optional): The secret every request must carry; a random
             one if ``None`` (``app.config["LABEL_TOKEN"]``).
         num_candidates (int): Candidate targets shown per source. (default: ``5``)
+        resume (bool): "Finish round" also resumes the run's training in a
+            background process (``app.config["LABEL_TRAINING"]``, a
+            :class:`ResumedTraining`); else it only shows the command that
+            does. (default: ``True``)
+        remote_images (bool): Embed images given as remote URLs (the browser
+            fetches them from their servers); else they are links.
+            (default: ``False``)
     """
     import flask
 
@@ -388,9 +508,15 @@ def create_app(
     token = token or secrets.token_urlsafe(24)
     app = flask.Flask(__name__)
     app.config.update(
-        LABEL_TOKEN=token, LABEL_SESSION=session, MAX_CONTENT_LENGTH=1 << 16
+        LABEL_TOKEN=token,
+        LABEL_SESSION=session,
+        LABEL_TRAINING=None,
+        MAX_CONTENT_LENGTH=1 << 16,
     )
-    resume = f"almea-pyg train --resume --output {shlex.quote(str(run_dir))}"
+    command = f"almea-pyg train --resume --output {shlex.quote(str(run_dir))}"
+    policy = PAGE_POLICY.format(
+        images="'self' http: https:" if remote_images else "'self'"
+    )
 
     def given_token() -> str:
         request = flask.request
@@ -413,6 +539,7 @@ def create_app(
 
     @app.after_request
     def harden(response: flask.Response) -> flask.Response:
+        response.headers.setdefault("Content-Security-Policy", policy)
         response.headers.update(SECURITY_HEADERS)
         if response.status_code < 400 and flask.request.args.get("token") == token:
             response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
@@ -450,8 +577,10 @@ def create_app(
             pair=None if shown is None or session.finished else session.view(shown),
             rows=session.rows(),
             error=error,
-            resume=resume,
+            resume=command,
             run=str(run_dir),
+            remote_images=remote_images,
+            training=training_status(),
         )
         return flask.Response(html, status)
 
@@ -465,6 +594,32 @@ def create_app(
     @app.get("/state")
     def get_state() -> flask.Response:
         return flask.jsonify(state())
+
+    def training_status() -> dict[str, Any]:
+        training = app.config["LABEL_TRAINING"]
+        return training.status() if training is not None else {"started": False}
+
+    @app.get("/training")
+    def get_training() -> flask.Response:
+        return flask.jsonify(training_status())
+
+    @app.get("/image/<side>/<int:index>")
+    def image(side: str, index: int) -> flask.Response:
+        """The local file the KG's image map gives an entity, and nothing else."""
+        if side not in SIDES:
+            flask.abort(404)
+        kg = session.pair.source if side == SIDES[0] else session.pair.target
+        if index >= kg[ENTITY].num_nodes:
+            flask.abort(404)
+        reference = entity_image(kg, index)
+        if reference is None or is_image_url(reference):
+            flask.abort(404)
+        path = Path(reference).absolute()
+        if not path.is_file():
+            flask.abort(404)
+        response = flask.send_file(path, max_age=0)
+        response.headers["Content-Security-Policy"] = IMAGE_POLICY
+        return response
 
     @app.post("/answer")
     def post_answer() -> flask.Response:
@@ -496,9 +651,26 @@ def create_app(
             return reply({"error": str(error), **state()}, 409)
         except DataFormatError as error:
             return reply({"error": str(error), **state()}, 400)
+        failed = None
+        if resume:
+            log_path = run_dir / RESUME_LOG.format(round=session.round)
+            try:
+                app.config["LABEL_TRAINING"] = ResumedTraining(run_dir, log_path)
+            except OSError as error:
+                log.error("training of %s did not start: %s", run_dir, error)
+                failed = f"the training did not start ({error}): run it by hand"
         if flask.request.is_json:
-            return flask.jsonify({"yes": yes, "no": no, "resume": resume, **state()})
-        return page()
+            return flask.jsonify(
+                {
+                    "yes": yes,
+                    "no": no,
+                    "resume": command,
+                    "training": training_status(),
+                    "error": failed,
+                    **state(),
+                }
+            )
+        return page(error=failed)
 
     return app
 
@@ -520,6 +692,8 @@ class LabelServer:
         host (str): Address to bind; only this machine by default.
         port (int): Port; ``0`` takes a free one. (default: ``8765``)
         token (str, optional): The secret; a random one if ``None``.
+        resume (bool): "Finish round" resumes training. (default: ``True``)
+        remote_images (bool): Embed remote images. (default: ``False``)
     """
 
     def __init__(
@@ -529,6 +703,8 @@ class LabelServer:
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         token: str | None = None,
+        resume: bool = True,
+        remote_images: bool = False,
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             log.warning(
@@ -536,7 +712,9 @@ class LabelServer:
                 "answer, over plain HTTP",
                 host,
             )
-        self.app = create_app(run_dir, token=token)
+        self.app = create_app(
+            run_dir, token=token, resume=resume, remote_images=remote_images
+        )
         self.server = make_server(
             host, port, self.app, server_class=_ThreadingServer, handler_class=_Handler
         )
@@ -565,13 +743,23 @@ def serve(
     token: str | None = None,
     open_browser: bool = False,
     announce: Callable[[str], None] | None = None,
+    resume: bool = True,
+    remote_images: bool = False,
 ) -> None:
     """Serve the labelling page of ``run_dir`` until interrupted (Ctrl-C).
 
     The address with its token goes to ``announce`` (default: logged at
     ``INFO``); :class:`LabelServer` gives it as ``url`` before serving.
+    ``resume`` and ``remote_images``: see :func:`create_app`.
     """
-    server = LabelServer(run_dir, host=host, port=port, token=token)
+    server = LabelServer(
+        run_dir,
+        host=host,
+        port=port,
+        token=token,
+        resume=resume,
+        remote_images=remote_images,
+    )
     if announce is not None:
         announce(server.url)
     else:
@@ -584,6 +772,13 @@ def serve(
         log.info("labelling page stopped")
     finally:
         server.server.server_close()
+        training = server.app.config["LABEL_TRAINING"]
+        if training is not None and training.running:
+            log.warning(
+                "the resumed training goes on (process %d); its output: %s",
+                training.process.pid,
+                training.log_path,
+            )
 
 
 PAGE = """<!doctype html>
@@ -605,14 +800,22 @@ tr.asked{font-weight:bold}progress{width:20em}
 .buttons{margin:1em 0}
 .buttons button{font-size:1.1em;padding:.4em 1.2em;margin-right:.5em}
 .yes{background:#cfc}.no{background:#fcc}.label-yes{color:#070}.label-no{color:#a00}
-details{margin-top:1.5em}
+details{margin-top:1.5em}.image img{max-width:100%;max-height:16em}
+pre{background:#f4f4f4;padding:.5em;white-space:pre-wrap}pre:empty{display:none}
 </style></head><body>
 <h1>Round {{ session.round }} of <code>{{ run }}</code></h1>
 <p><progress max="{{ session|length }}" value="{{ session.answered }}"></progress>
 <span id="progress">{{ session.answered }} / {{ session|length }} answered</span>
 <span class="muted">· file <code>{{ session.path }}</code></span></p>
 {% if error %}<p class="error" id="error">{{ error }}</p>{% endif %}
-{% if session.finished %}
+{% if session.finished and training.started %}
+<p class="done" id="finished">Labels imported into the run; training resumed
+(<code id="resume">{{ resume }}</code>).<br>
+Output: <code id="log">{{ training.log }}</code><br>
+Training: <b id="training-state" data-poll="/training?token={{ token }}"
+data-running="{{ 1 if training.running else 0 }}">{{ training.state }}</b></p>
+<pre id="log-tail">{{ training.tail }}</pre>
+{% elif session.finished %}
 <p class="done" id="finished">Labels imported into the run. Resume training with:<br>
 <code id="resume">{{ resume }}</code></p>
 {% elif pair %}
@@ -628,6 +831,15 @@ No: it has none.</p>{% endif %}
 {% for title, e in (("source", pair.source), ("target", pair.target)) %}
 <div class="side" id="{{ title }}"><h2>{{ title }}: {{ e.name or e.id }}</h2>
 <p>id <code>{{ e.id }}</code></p>
+{% if e.image %}<p class="image">{% if not e.image_found %}<span class="muted"
+id="{{ title }}-image-missing">image not found: <code>{{ e.image }}</code></span>
+{% elif not e.image_remote %}<img id="{{ title }}-image" alt="image of {{ e.id }}"
+src="/image/{{ title }}/{{ e.index }}?token={{ token }}">
+{% elif remote_images %}<img id="{{ title }}-image" alt="image of {{ e.id }}"
+src="{{ e.image }}" referrerpolicy="no-referrer">
+{% else %}image: <a id="{{ title }}-image-link" href="{{ e.image }}"
+rel="noopener noreferrer" target="_blank">{{ e.image }}</a>
+<span class="muted">(not loaded: a remote address)</span>{% endif %}</p>{% endif %}
 <h3>Attributes</h3>
 {% if e.attributes %}<table>{% for name, value in e.attributes %}
 <tr><td>{{ name }}</td><td>{{ value or "—" }}</td></tr>{% endfor %}</table>
@@ -690,6 +902,18 @@ document.addEventListener("keydown", function (event) {
   var button = id && document.getElementById(id);
   if (button) { event.preventDefault(); button.click(); }
 });
+var training = document.getElementById("training-state");
+if (training && training.dataset.running === "1") {
+  var poll = setInterval(function () {
+    fetch(training.dataset.poll).then(function (response) {
+      return response.json();
+    }).then(function (status) {
+      training.textContent = status.state;
+      document.getElementById("log-tail").textContent = status.tail;
+      if (!status.running) clearInterval(poll);
+    });
+  }, 1000);
+}
 </script>
 </body></html>
 """

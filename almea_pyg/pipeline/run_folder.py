@@ -33,6 +33,7 @@ RUN_FILE_PATTERNS = (
     "log.csv",
     "labelled_links.tsv",
     "labels_round*.csv",
+    "resume_round*.log",
     "selected_pairs.csv",
     "training.png",
     "modality_weights.png",
@@ -84,14 +85,20 @@ def _tensor_digest(digest: Any, tensor: Tensor) -> None:
     digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
 
 
+#: Store keys that only people look at (the labelling page's entity images):
+#: adding them to a KG after training leaves its runs resumable.
+DISPLAY_KEYS = frozenset({"images"})
+
+
 def data_fingerprint(pair: MMKGPair) -> str:
-    """A short hash of a split pair: links, splits, graphs and features."""
+    """A short hash of a split pair: links, splits, graphs and features (not what
+    is only shown to people, such as :data:`DISPLAY_KEYS`)."""
     digest = hashlib.sha256()
     for links in (pair.links, pair.train_links, pair.valid_links, pair.test_links):
         _tensor_digest(digest, links)
     for kg in (pair.source, pair.target):
         for store in kg.stores:
-            for key in sorted(store.keys()):
+            for key in sorted(set(store.keys()) - DISPLAY_KEYS):
                 value = store[key]
                 digest.update(key.encode())
                 if isinstance(value, Tensor):

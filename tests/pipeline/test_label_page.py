@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ flask = pytest.importorskip("flask")
 from almea_pyg import cli  # noqa: E402
 from almea_pyg.data import read_pair, write_synthetic_tsv  # noqa: E402
 from almea_pyg.data.pair import link_keys  # noqa: E402
+from almea_pyg.data.readers.tsv import read_triples_kg  # noqa: E402
 from almea_pyg.pipeline import experiment, label_page  # noqa: E402
 from almea_pyg.pipeline.label_page import LabelServer, create_app  # noqa: E402
 from almea_pyg.select import STRATEGIES  # noqa: E402
@@ -36,10 +38,12 @@ XSS = "<script>alert(1)</script>"
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A run whose first round waits for a person (trained once per module)."""
+    """A run whose first round waits for a person (trained once per module; a
+    resume trains one more epoch)."""
     run = tmp_path_factory.mktemp("trained") / "run"
     argv = ["train", "--epochs", "1", "--dim", "8", "--no-progress", "--rounds", "1"]
     argv += ["--budget", "32", "--strategy", "random", "--oracle", "human"]
+    argv += ["--interval", "1"]
     assert cli.main([*argv, "--output", str(run)]) == 0
     return run
 
@@ -88,7 +92,7 @@ def truth(app):
 
 
 def test_label_all_finish_and_resume(run):
-    app = create_app(run, token=TOKEN)
+    app = create_app(run, token=TOKEN, resume=False)
     client = app.test_client()
     page = client.get(f"/?token={TOKEN}")
     assert page.status_code == 200 and b"Pair 1 of" in page.data
@@ -104,6 +108,9 @@ def test_label_all_finish_and_resume(run):
     assert finished.status_code == 200
     assert finished.json["yes"] == answers.count("yes")
     assert finished.json["resume"] == f"almea-pyg train --resume --output {run}"
+    assert finished.json["training"] == {"started": False}
+    assert not list(run.glob("resume_round*.log"))
+    assert b'id="resume"' in client.get(f"/?token={TOKEN}").data
     assert post(client, "/answer", index=0, label="no").status_code == 409
     assert cli.main(["train", "--resume", "--output", str(run), "--no-progress"]) == 0
     result = json.loads((run / "result.json").read_text())
@@ -328,13 +335,21 @@ def resume_and_check(command, run, answers):
     argv = shlex.split(command)
     assert argv == ["almea-pyg", "train", "--resume", "--output", str(run)]
     assert cli.main(argv[1:]) == 0
+    result = check_learned(run, answers)
+    assert len(answers) == 32
+    assert result["rounds"][-1]["correct"] == answers.count("yes") == 16
+
+
+def check_learned(run, answers):
+    """The run is done and its last round learned the "yes" answers of its label
+    file, and kept the "no" answers as negatives; its ``result.json``."""
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "done"
     first, last = result["rounds"]
-    assert last["asked"] == len(answers) == 32
-    assert last["gained"] == last["correct"] == answers.count("yes") == 16
-    assert last["labelled"] == first["labelled"] + 16
-    assert last["negatives"] == answers.count("no") == 16
+    assert last["asked"] == len(answers)
+    assert last["gained"] == answers.count("yes")
+    assert last["labelled"] == first["labelled"] + answers.count("yes")
+    assert last["negatives"] == answers.count("no")
     learned = set((run / "labelled_links.tsv").read_text().splitlines())
     with open(run / "labels_round1.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -342,6 +357,7 @@ def resume_and_check(command, run, answers):
     for row in rows:
         link = f"{row['source_id']}\t{row['target_id']}"
         assert (link in learned) == (row["label"] == "yes")
+    return result
 
 
 def browser():
@@ -398,7 +414,7 @@ def test_browser_labels_a_round_of_32_and_the_run_resumes(
     truth_and_noise(experiment.load_pair("synthetic").links)
     run = tmp_path / "run"
     train_human_run(run)
-    server = LabelServer(run, port=0, token=TOKEN)
+    server = LabelServer(run, port=0, token=TOKEN, resume=False)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     request.addfinalizer(server.shutdown)
     answers = truth(server.app)
@@ -436,7 +452,7 @@ def test_own_kgs_round_trip_through_the_page(tmp_path, truth_and_noise):
     truth_and_noise(read_pair(data).links)
     run = tmp_path / "run"
     train_human_run(run, "--data", str(data))
-    server = LabelServer(run, port=0, token=TOKEN)
+    server = LabelServer(run, port=0, token=TOKEN, resume=False)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         session = server.app.config["LABEL_SESSION"]
@@ -577,3 +593,193 @@ def test_browser_answers_entity_questions_with_candidates(entity_run, request):
     assert [row["label"] for row in rows[:4]] == ["yes", "yes", "no", ""]
     picked = [ids[first], ids[candidates[1][second - 1]]]
     assert [row["target_id"] for row in rows[:2]] == picked
+
+
+def answer_one_yes(url_or_client, total):
+    """Answers a round: "yes" to the first pair (whether true or not), "no" to
+    the rest; the answers. ``url_or_client``: a server's address or a test client."""
+    answers = ["yes"] + ["no"] * (total - 1)
+    for index, label in enumerate(answers):
+        if isinstance(url_or_client, str):
+            http_post(url_or_client, "/answer", index=index, label=label)
+        else:
+            assert post(url_or_client, "/answer", index=index, label=label).json
+    return answers
+
+
+def wait_for_training(client, timeout=300):
+    """Poll ``/training`` until the resumed training ends; its last status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get(f"/training?token={TOKEN}").json
+        if not status["running"]:
+            return status
+        time.sleep(0.5)
+    pytest.fail(f"the resumed training still runs after {timeout} s")
+
+
+@pytest.fixture
+def stop_training(request):
+    """Kills, at the end of the test, a resumed training still running."""
+    apps = []
+    request.addfinalizer(
+        lambda: [
+            app.config["LABEL_TRAINING"].process.kill()
+            for app in apps
+            if app.config["LABEL_TRAINING"] is not None
+            and app.config["LABEL_TRAINING"].running
+        ]
+    )
+    return apps.append
+
+
+def test_finish_resumes_training_in_the_background(run, stop_training):
+    app = create_app(run, token=TOKEN)
+    stop_training(app)
+    client = app.test_client()
+    answers = answer_one_yes(client, len(truth(app)))
+    finished = post(client, "/finish").json
+    assert finished["error"] is None
+    training = finished["training"]
+    assert training["started"] and training["log"] == str(run / "resume_round1.log")
+    assert app.config["LABEL_TRAINING"].argv[-6:] == [
+        "train",
+        "--resume",
+        "--output",
+        str(run),
+        "--no-progress",
+        "-v",
+    ]
+    html = client.get(f"/?token={TOKEN}").get_data(as_text=True)
+    assert "training resumed" in html and 'id="training-state"' in html
+    assert f'data-poll="/training?token={TOKEN}"' in html
+    assert app.test_client().get("/training").status_code == 403  # no token
+    status = wait_for_training(client)
+    assert status["returncode"] == 0, status["tail"]
+    assert status["state"] == "finished, exit code 0: the run is done"
+    assert (run / "resume_round1.log").stat().st_size > 0
+    check_learned(run, answers)
+    assert "finished, exit code 0" in client.get(f"/?token={TOKEN}").get_data(
+        as_text=True
+    )
+
+
+def test_label_serve_options(monkeypatch):
+    calls = []
+    monkeypatch.setattr(label_page, "serve", lambda run, **kwargs: calls.append(kwargs))
+    assert cli.main(["label", "serve", "runs/h"]) == 0
+    assert cli.main(["label", "serve", "runs/h", "--no-resume", "--remote-images"]) == 0
+    assert [(c["resume"], c["remote_images"]) for c in calls] == [
+        (True, False),
+        (False, True),
+    ]
+
+
+#: Where the target entities' images are, in :func:`trained_with_images`.
+REMOTE = "https://images.example.org/{}.png"
+
+
+@pytest.fixture(scope="module")
+def trained_with_images(tmp_path_factory):
+    """A run on TSV KGs with images (every source entity a local PNG of 3 x 2
+    pixels, every target entity a URL) whose round of 8 pairs waits for a
+    person."""
+    from matplotlib.image import imsave
+
+    root = tmp_path_factory.mktemp("trained_with_images")
+    data = write_synthetic_tsv(root / "kgs")
+    (data / "source" / "pics").mkdir()
+    imsave(data / "source" / "pics" / "red.png", np.ones((2, 3, 3)) * [1, 0, 0])
+    for side, reference in (("source", "pics/red.png"), ("target", REMOTE)):
+        kg = read_triples_kg(
+            data / side / "triples.tsv", data / side / "attributes.tsv"
+        )
+        lines = (f"{i}\t{reference.format(k)}\n" for k, i in enumerate(kg[ENTITY].ids))
+        (data / side / "images.tsv").write_text("".join(lines), encoding="utf-8")
+    run = root / "run"
+    argv = ["train", "--data", str(data), "--epochs", "1", "--dim", "8"]
+    argv += ["--no-progress", "--rounds", "1", "--interval", "1", "--budget", "8"]
+    argv += ["--strategy", "random"]
+    assert cli.main([*argv, "--oracle", "human", "--output", str(run)]) == 0
+    return run
+
+
+@pytest.fixture
+def image_run(trained_with_images, tmp_path):
+    copy = tmp_path / "image_run"
+    shutil.copytree(trained_with_images, copy)
+    return copy
+
+
+def test_images_local_served_remote_linked(image_run):
+    app = create_app(image_run, token=TOKEN)
+    session = app.config["LABEL_SESSION"]
+    client = app.test_client()
+    response = client.get(f"/?token={TOKEN}")
+    html = response.get_data(as_text=True)
+    s, t = session.pairs[:, 0].tolist()
+    assert f'src="/image/source/{s}?token={TOKEN}"' in html
+    remote = session.pair.target[ENTITY].images[session.pair.target[ENTITY].ids[t]]
+    assert f'href="{remote}"' in html and 'src="https://' not in html
+    assert "img-src 'self';" in response.headers["Content-Security-Policy"]
+
+    image = client.get(f"/image/source/{s}?token={TOKEN}")
+    assert image.status_code == 200 and image.mimetype == "image/png"
+    assert image.data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "sandbox" in image.headers["Content-Security-Policy"]
+    assert app.test_client().get(f"/image/source/{s}").status_code == 403
+    for path in (
+        f"/image/target/{t}",  # a URL: never fetched by the server
+        f"/image/source/{session.pair.num_entities[0]}",
+        f"/image/other/{s}",
+        "/image/source/../../checkpoint.pt",
+        "/image/source/%2e%2e%2fcheckpoint.pt",
+        "/image",
+    ):
+        query = {"token": TOKEN, "path": str(image_run / "checkpoint.pt")}
+        assert client.get(path, query_string=query).status_code == 404, path
+    # a file the map does not list (any more) is not served, even if it exists
+    del session.pair.source[ENTITY].images[session.pair.source[ENTITY].ids[s]]
+    assert client.get(f"/image/source/{s}?token={TOKEN}").status_code == 404
+
+    remote_app = create_app(image_run, token=TOKEN, remote_images=True)
+    response = remote_app.test_client().get(f"/?token={TOKEN}")
+    assert f'src="{remote}"' in response.get_data(as_text=True)
+    assert "img-src 'self' http: https:;" in response.headers["Content-Security-Policy"]
+
+
+@pytest.mark.browser
+def test_browser_shows_images_and_finish_resumes_training(
+    image_run, request, stop_training
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser()
+    request.addfinalizer(driver.quit)
+    server = LabelServer(image_run, port=0, token=TOKEN)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    request.addfinalizer(server.shutdown)
+    stop_training(server.app)
+    driver.get(server.url)
+    shows(driver, "0 / 8 answered", "Pair 1 of 8")
+    image = driver.find_element(By.ID, "source-image")
+    WebDriverWait(driver, 10).until(
+        lambda d: d.execute_script("return arguments[0].complete", image)
+    )
+    assert driver.execute_script("return arguments[0].naturalWidth", image) == 3
+    link = driver.find_element(By.ID, "target-image-link")
+    assert re.fullmatch(REMOTE.format(r"\d+"), link.get_attribute("href"))
+    assert not driver.find_elements(By.ID, "target-image")  # not embedded
+
+    answers = answer_one_yes(server.url, 8)
+    driver.refresh()
+    shows(driver, "8 / 8 answered", "Every pair is answered")
+    driver.find_element(By.ID, "finish").click()
+    shows(driver, "training resumed", str(image_run / "resume_round1.log"))
+    WebDriverWait(driver, 300).until(  # the page polls the training's state
+        lambda d: "finished" in d.find_element(By.ID, "training-state").text
+    )
+    state = driver.find_element(By.ID, "training-state").text
+    assert state == "finished, exit code 0: the run is done"
+    check_learned(image_run, answers)

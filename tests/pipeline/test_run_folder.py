@@ -44,6 +44,9 @@ def test_data_fingerprint_sees_split_links_and_features(pair):
     x = changed.source["entity"]["x_img"]
     x[0, 0] += 1.0
     assert data_fingerprint(changed) != data_fingerprint(pair)
+    shown = copy.deepcopy(pair)  # images are for people: the same data to a run
+    shown.source["entity"].images = {shown.source["entity"].ids[0]: "/a.png"}
+    assert data_fingerprint(shown) == data_fingerprint(pair)
 
 
 def test_prepare_folder_refuses_reuse_unless_overwrite(pair, tmp_path):

@@ -11,7 +11,11 @@ One KG is
   file holding ``{"ids": [...], "x": Tensor}``, or a ``.npy`` / ``.pt`` matrix
   plus an ids file (one entity id per line, the id of each row). Rows are
   L2-normalised and stored as ``x_<name>`` with mask ``x_<name>_mask``; entities
-  without a row get zeros and ``mask=False``.
+  without a row get zeros and ``mask=False``;
+* optionally an images file, ``entity<TAB>path-or-URL``: a local image file
+  (a relative path is read against the images file's folder) or an ``http(s)``
+  URL, kept as ``kg["entity"].images``, a dict entity id -> reference, for
+  people to look at (the labelling page shows them; training does not).
 
 A pair adds a links file, ``source_id<TAB>target_id`` per line. A KG of a pair may
 be given as a directory in this layout::
@@ -20,6 +24,7 @@ be given as a directory in this layout::
     attributes.tsv            (optional)
     features/<name>.pt        (optional: {"ids", "x"}, or a matrix with <name>.ids)
     features/<name>.npy       (optional, with features/<name>.ids)
+    images.tsv                (optional: entity<TAB>path-or-URL)
 
 and a pair directory, as :func:`~almea_pyg.data.readers.detect.read_pair` finds
 it, holds two KG directories and the links::
@@ -34,9 +39,10 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
@@ -71,6 +77,9 @@ TRIPLES_FILE = "triples.tsv"
 ATTRIBUTES_FILE = "attributes.tsv"
 FEATURES_DIR = "features"
 IDS_SUFFIX = ".ids"
+IMAGES_FILE = "images.tsv"
+#: URL schemes an image reference may have; anything else is a local path.
+IMAGE_URL_SCHEMES = ("http", "https")
 #: A pair directory: the two KG directories and the links file.
 PAIR_FILES = ("source", "target", "links.tsv")
 
@@ -116,6 +125,49 @@ def read_attributes(
     facts = unique_columns(to_index_tensor(rows))
     parsed = torch.tensor([literal_value(text) for text in values.tokens])
     return facts[:2], parsed[facts[2]]
+
+
+def is_image_url(reference: str) -> bool:
+    """Whether an image reference is a remote URL (else it is a local path)."""
+    return urlsplit(reference).scheme.lower() in IMAGE_URL_SCHEMES
+
+
+def read_images(path: PathLike, ids: Sequence[str]) -> dict[str, str]:
+    """Entity id -> image reference of an ``entity<TAB>path-or-URL`` file.
+
+    An ``http(s)`` URL is kept as it is; a path is made absolute against the
+    file's folder, so the references hold wherever the KG is read from. Lines of
+    entities not in ``ids`` are ignored with a warning, as feature rows are.
+
+    Raises:
+        DataFormatError: a malformed line, an empty reference, or an entity
+            given a second image.
+    """
+    path = require_file(path)
+    folder = path.parent.absolute()
+    known = set(ids)
+    images: dict[str, str] = {}
+    unknown = 0
+    for number, (entity, reference) in iter_tab_fields(path, "entity<TAB>path-or-URL"):
+        reference = reference.strip()
+        if not entity or not reference:
+            raise DataFormatError(path, number, "empty entity or image reference")
+        if entity in images:
+            raise DataFormatError(path, number, f"a second image for {entity!r}")
+        if entity not in known:
+            unknown += 1
+            continue
+        images[entity] = (
+            reference if is_image_url(reference) else str(folder / reference)
+        )
+    if unknown:
+        logger.warning(
+            "%s: %d of %d images name no entity of the KG and are ignored",
+            path,
+            unknown,
+            unknown + len(images),
+        )
+    return images
 
 
 def _read_ids(path: Path) -> list[str]:
@@ -219,6 +271,7 @@ def read_tsv_kg(
     attributes_path: PathLike | None = None,
     features: Mapping[str, FeatureSource] | None = None,
     normalize_features: bool = True,
+    images_path: PathLike | None = None,
 ) -> HeteroData:
     """Read one KG from TSV files (layouts in the module docstring).
 
@@ -231,8 +284,12 @@ def read_tsv_kg(
             with a warning.
         normalize_features (bool, optional): L2-normalise feature rows.
             (default: ``True``)
+        images_path (str or os.PathLike, optional): ``entity<TAB>path-or-URL``
+            lines, read by :func:`read_images` into ``kg["entity"].images``.
     """
     kg = read_triples_kg(triples_path, attributes_path)
+    if images_path is not None:
+        kg[ENTITY].images = read_images(images_path, kg[ENTITY].ids)
     for name, source in (features or {}).items():
         ids, matrix = load_features(source)
         attach_features(
@@ -245,6 +302,8 @@ def _directory_kwargs(directory: Path) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"triples_path": directory / TRIPLES_FILE}
     if (directory / ATTRIBUTES_FILE).is_file():
         kwargs["attributes_path"] = directory / ATTRIBUTES_FILE
+    if (directory / IMAGES_FILE).is_file():
+        kwargs["images_path"] = directory / IMAGES_FILE
     features: dict[str, FeatureSource] = {}
     for path in sorted((directory / FEATURES_DIR).glob("*")):
         if path.suffix not in (".pt", ".npy"):

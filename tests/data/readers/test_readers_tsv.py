@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from almea_pyg.data import read_pair
 from almea_pyg.data.errors import DataFormatError
+from almea_pyg.data.pair import MMKGPair
 from almea_pyg.data.readers.tsv import load_features, read_tsv_kg, read_tsv_pair
 from almea_pyg.typing import ATTRIBUTE, ATTRIBUTE_EDGE, ENTITY, RELATION_EDGE
 
@@ -97,6 +99,34 @@ def test_pair_from_directories(tmp_path, write, kg_dir):
     assert pair.modalities == ["img", "txt"]
 
 
+def test_images(kg_dir, write, caplog):
+    images = (
+        "alice\tpics/alice.png\n"
+        "bob\thttps://example.org/bob.jpg\n"
+        "acme\t/srv/img/acme.png\n"
+        "ghost\tghost.png\n"
+    )
+    write(kg_dir, {"images.tsv": images})
+    with caplog.at_level(logging.WARNING):
+        kg = read_tsv_kg(kg_dir / "triples.tsv", images_path=kg_dir / "images.tsv")
+    assert kg[ENTITY].images == {
+        "alice": str(kg_dir.absolute() / "pics" / "alice.png"),
+        "bob": "https://example.org/bob.jpg",
+        "acme": "/srv/img/acme.png",
+    }
+    assert "1 of 4 images name no entity" in caplog.text
+
+
+def test_images_of_a_pair_directory_are_kept_by_save_and_load(tsv_pair_dir, tmp_path):
+    (tsv_pair_dir / "target" / "images.tsv").write_text("B\tb.png\n")
+    pair = read_pair(tsv_pair_dir).split(0.5, seed=0)  # features built, then split
+    assert "images" not in pair.source[ENTITY]
+    expected = {"B": str(tsv_pair_dir.absolute() / "target" / "b.png")}
+    assert pair.target[ENTITY].images == expected
+    pair.save(tmp_path / "pair.pt")
+    assert MMKGPair.load(tmp_path / "pair.pt").target[ENTITY].images == expected
+
+
 def test_pair_from_kwargs_and_heterodata(tmp_path, kg_dir):
     source = read_tsv_kg(kg_dir / "triples.tsv")
     links = tmp_path / "links.tsv"
@@ -111,6 +141,9 @@ BROKEN = [
     ("triples.tsv", "\n", None, "no triples"),
     ("attributes.tsv", "a\tp\t1\nb\tp\t1\t2\n", 2, "got 4 fields"),
     ("attributes.tsv", "a\n", 1, "got 1 fields"),
+    ("images.tsv", "alice\ta.png\nalice\tb.png\n", 2, "a second image for 'alice'"),
+    ("images.tsv", "alice\n", 1, "got 1 fields"),
+    ("images.tsv", "alice\t \n", 1, "empty entity or image reference"),
     ("links.tsv", "alice\tA\nbob\n", 2, "got 1 fields"),
     ("links.tsv", "alice\tA\nA\talice\n", 2, "unknown source entity id 'A'"),
     ("links.tsv", "alice\tZ\n", 1, "unknown target entity id 'Z'"),
