@@ -60,6 +60,7 @@ fraction = _number(float, "a fraction in (0, 1)", lambda v: 0 < v < 1)
 share = _number(float, "a fraction in [0, 1)", lambda v: 0 <= v < 1)
 unit_share = _number(float, "a fraction in [0, 1]", lambda v: 0 <= v <= 1)
 budget = _number(float, "a fraction in (0, 1) or a whole count >= 1", is_budget)
+fanout = _number(int, "a whole number >= 1, or -1 (all)", lambda v: v >= 1 or v == -1)
 
 
 _RUN = ExperimentConfig()
@@ -143,6 +144,15 @@ def add_train_arguments(
     run.add_argument("--lr", type=positive_float, help=f"default: {_RUN.lr:g}")
     run.add_argument(
         "--batch-size", type=positive_int, help=f"default: {_RUN.batch_size}"
+    )
+    run.add_argument(
+        "--fanouts",
+        type=fanout,
+        nargs="+",
+        metavar="K",
+        help="mini-batch training: run each step's GAT on the batch's sampled "
+        "neighbourhood, K neighbours per node at each hop, one K per GAT layer "
+        "(e.g. --fanouts 10 10; -1: all); default: the whole graph",
     )
     run.add_argument(
         "--max-grad-norm",
@@ -257,6 +267,7 @@ CONFIG_OPTIONS = (
     "metric",
     "lr",
     "batch_size",
+    "fanouts",
     "max_grad_norm",
     "optimizer",
     "checkpoint_every",

@@ -16,6 +16,17 @@ The layer class reaches the structural encoder through ``ExperimentConfig.model`
 implementations start from the same seed, so the same initial weights and the same
 LSL masks: their per-epoch losses should agree.
 
+Mini-batch training (``--fanouts 10 10``, ``--batch-size``): the library's model
+trained by a :class:`~almea_pyg.train.Trainer` with ``fanouts``, each step's GAT
+on the batch's sampled neighbourhood; the worker also reports the sampled nodes
+and edges per step and the time and added peak memory of one full-graph
+embedding (``model.embed``, what evaluation runs). With ``--synthetic-entities``
+it runs at any size:
+
+    python benchmarks/train_speed.py --dataset synthetic --synthetic-entities 33333 \
+        --implementations library --fanouts 10 10 --batch-size 3500 --epochs 1 \
+        --warmup 0 --eval-sizes --threads 1 --out benchmarks/results/minibatch.json
+
 Evaluation: random unit-norm embeddings, ``n`` per side; the first ``n`` rows of
 both sides (or the first ``--eval-links``) are the gold links, ranked against all
 ``n`` targets by :func:`~almea_pyg.metrics.evaluate_alignment` (chunked) and by the
@@ -54,6 +65,7 @@ from almea_pyg.metrics import evaluate_alignment
 from almea_pyg.nn.conv import CSRGATConv
 from almea_pyg.pipeline.experiment import ExperimentConfig, build_model, prepare_pair
 from almea_pyg.train.memory import limit_heap_fragmentation, peak_memory_mib
+from almea_pyg.train.sampling import pyg_sampling_available
 from almea_pyg.train.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_speed.json"
@@ -285,18 +297,22 @@ def train_worker(impl: str, args: argparse.Namespace) -> dict[str, Any]:
         model,
         pair,
         lr=config.lr,
-        batch_size=max(2, pair.train_links.size(1)),
+        batch_size=args.batch_size or max(2, pair.train_links.size(1)),
         seed=config.seed,
         progress=False,
+        fanouts=args.fanouts,
     )
+    subgraphs = _record_subgraphs(trainer)
     rss_before = peak_memory_mib()
     trainer.fit(args.warmup)
     trainer.fit(args.epochs)
     seconds = [row["seconds"] for row in trainer.history]
     timed = seconds[args.warmup :]
-    return {
+    result = {
         **sizes,
         "conv": encoder.convs[0].__class__.__name__,
+        "batch_size": trainer.batch_size,
+        "fanouts": args.fanouts,
         "seconds_per_epoch": statistics.median(timed),
         "epoch_seconds": timed,
         "warmup_seconds": seconds[: args.warmup],
@@ -305,6 +321,36 @@ def train_worker(impl: str, args: argparse.Namespace) -> dict[str, Any]:
         "train_peak_rss_delta_mib": peak_memory_mib() - rss_before,
         "threads": torch.get_num_threads(),
     }
+    if subgraphs:
+        nodes, edges = zip(*subgraphs)
+        result["steps_per_epoch"] = len(subgraphs) // (args.warmup + args.epochs)
+        result["subgraph_nodes_mean"] = statistics.mean(nodes)
+        result["subgraph_edges_mean"] = statistics.mean(edges)
+        reset = _reset_peak_rss()
+        before = _status_mib("VmRSS") if reset else peak_memory_mib()
+        start = time.perf_counter()
+        model.embed(trainer.inputs)
+        result["embed_seconds"] = time.perf_counter() - start
+        after = _status_mib("VmHWM") if reset else peak_memory_mib()
+        result["embed_peak_added_mib"] = after - before
+    return result
+
+
+def _record_subgraphs(trainer: Trainer) -> list[tuple[int, int]]:
+    """The nodes and edges of every subgraph the trainer's sampler will draw
+    (none for full-graph training)."""
+    sizes: list[tuple[int, int]] = []
+    sampler = trainer.sampler
+    if sampler is None:
+        return sizes
+
+    def recording(seeds: Tensor, generator: torch.Generator | None = None) -> Any:
+        sub = sampler(seeds, generator)
+        sizes.append((sub.node_index.numel(), sub.edge_index.size(1)))
+        return sub
+
+    trainer.sampler = recording
+    return sizes
 
 
 def train_section(args: argparse.Namespace) -> dict[str, Any]:
@@ -318,6 +364,10 @@ def train_section(args: argparse.Namespace) -> dict[str, Any]:
         cmd += ["--max-dense-gib", str(args.max_dense_gib)]
         if args.synthetic_entities is not None:
             cmd += ["--synthetic-entities", str(args.synthetic_entities)]
+        if args.batch_size is not None:
+            cmd += ["--batch-size", str(args.batch_size)]
+        if args.fanouts is not None:
+            cmd += ["--fanouts", *map(str, args.fanouts)]
         if args.data_dir is not None:
             cmd += ["--data-dir", args.data_dir]
         results[impl] = _run_child(cmd)
@@ -542,7 +592,19 @@ def protocol(args: argparse.Namespace, load: list[float]) -> dict[str, Any]:
             "seed": args.seed,
             "epochs_timed": args.epochs,
             "warmup_epochs_untimed": args.warmup,
-            "batch": "full batch (all seed links, one Adam step per epoch)",
+            "batch": (
+                f"{args.batch_size} seed links per Adam step"
+                if args.batch_size
+                else "full batch (all seed links, one Adam step per epoch)"
+            ),
+            "graph": (
+                "full graph every step"
+                if args.fanouts is None
+                else f"mini-batch: each step's GAT on the batch's sampled "
+                f"neighbourhood, fan-outs {args.fanouts} "
+                f"(NeighborSampling backend "
+                f"{'pyg' if pyg_sampling_available() else 'torch'})"
+            ),
             "model": "build_model defaults (ALMEA, dim 300, 2 GAT layers, 1 head)",
             "timing": "median wall seconds per epoch (Trainer history) after the "
             "untimed warm-up epochs (they build the CSR / dense adjacency)",
@@ -583,6 +645,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="entities per side of --dataset synthetic (default: its own, 2000)",
     )
     parser.add_argument("--cache-dir", default="data")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="seed links per step (default: all, one step per epoch)",
+    )
+    parser.add_argument(
+        "--fanouts",
+        type=int,
+        nargs="+",
+        default=None,
+        help="mini-batch training: neighbours sampled per hop (default: full graph)",
+    )
     parser.add_argument("--seed-ratio", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=5)
@@ -614,6 +689,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.warmup < 0 or args.eval_repeats < 1:
         parser.error("need --epochs >= 1, --warmup >= 0 and --eval-repeats >= 1")
+    if args.batch_size is not None and args.batch_size < 2:
+        parser.error("need --batch-size >= 2")
     return args
 
 

@@ -110,6 +110,19 @@ def test_training_run_in_subprocesses(bench, tmp_path):
     assert ratios["loss_max_rel_diff"] < 1e-4
 
 
+def test_minibatch_worker(bench):
+    argv = ["--dataset", "synthetic", "--synthetic-entities", "150", "--epochs", "1"]
+    argv += ["--warmup", "0", "--batch-size", "8", "--fanouts", "3", "2"]
+    result = bench.main([*argv, "--worker", "library"])
+    assert (result["batch_size"], result["fanouts"]) == (8, [3, 2])
+    assert result["steps_per_epoch"] == -(-result["train_links"] // 8)
+    # 16 seed entities at most, 3 then 2 neighbours each: at most 16 * (1 + 3 + 6)
+    assert 2 <= result["subgraph_nodes_mean"] <= 160
+    assert result["subgraph_edges_mean"] <= 16 * (3 + 6)
+    assert result["embed_seconds"] > 0
+    assert result["embed_peak_added_mib"] >= 0
+
+
 def test_memory_guard_skips_dense(bench, capsys):
     argv = ["--dataset", "synthetic", "--synthetic-entities", "150"]
     result = bench.main([*argv, "--worker", "dense", "--max-dense-gib", "0.0001"])

@@ -221,11 +221,17 @@ class ALMEA(nn.Module):
         present_dict: dict[str, Tensor] | None = None,
         source_index: Tensor | None = None,
         target_index: Tensor | None = None,
+        *,
+        node_index: Tensor | None = None,
     ) -> ALMEAOutput:
         r"""Modality and joint embeddings of the given source and target entities.
 
-        The GAT always runs on the whole graph; feature modalities are projected
-        only for the rows asked for.
+        The GAT runs on the graph ``edge_index`` describes: the whole union graph,
+        or, with ``node_index``, a sampled subgraph (mini-batch training,
+        :class:`~almea_pyg.train.sampling.NeighborSampling`) whose row ``r`` is
+        entity ``node_index[r]`` and starts from that entity's row of the
+        embedding table. Feature modalities are projected only for the rows asked
+        for, from the whole graph's ``x_dict`` and ``present_dict`` either way.
 
         Args:
             x_dict (dict): Features of each feature modality, ``(source, target)``.
@@ -237,10 +243,14 @@ class ALMEA(nn.Module):
                 (default: all).
             target_index (torch.Tensor, optional): Target entities to embed
                 (default: all).
+            node_index (torch.Tensor, optional): Shared-space ids of the nodes of
+                ``edge_index`` when it is a subgraph; it must hold every entity
+                asked for (default: ``edge_index`` is the whole graph).
 
         Shapes:
             - **input:** ``x_dict`` :math:`\{m: ((N_s, F^m_s), (N_t, F^m_t))\}`,
-              ``edge_index`` :math:`(2, E)`, ``present_dict``
+              ``edge_index`` :math:`(2, E)` (or :math:`(2, e)` over the :math:`n`
+              rows of ``node_index`` :math:`(n,)`), ``present_dict``
               :math:`\{m: (N_s + N_t,)\}`, ``source_index`` :math:`(B_s,)`,
               ``target_index`` :math:`(B_t,)`
             - **output:** :class:`ALMEAOutput`: ``h`` :math:`\{m: (B_s + B_t, d)\}`,
@@ -265,8 +275,10 @@ class ALMEA(nn.Module):
             index = torch.cat([source_index, target_index + num_s])
         h = {}
         if self.structure is not None:
-            h[GRAPH] = self.structure(edge_index)
-            if index is not None:
+            h[GRAPH] = self.structure(edge_index, node_index)
+            if node_index is not None:
+                h[GRAPH] = h[GRAPH][_rows_of(node_index, index, num_s + num_t)]
+            elif index is not None:
                 h[GRAPH] = h[GRAPH][index]
         for name, encoder in self.encoders.items():
             xs, xt = x_dict[name]
@@ -334,3 +346,15 @@ class ALMEA(nn.Module):
             f"lsc={self.use_lsl and self.use_lsc}",
         ]
         return f"{self.__class__.__name__}({', '.join(parts)})"
+
+
+def _rows_of(node_index: Tensor, index: Tensor | None, num_nodes: int) -> Tensor:
+    """Where the entities ``index`` (default: all ``num_nodes``) are in
+    ``node_index``; an error if one is not."""
+    if index is None:
+        index = torch.arange(num_nodes, device=node_index.device)
+    ids, order = torch.sort(node_index)
+    pos = torch.searchsorted(ids, index).clamp_(max=ids.numel() - 1)
+    if not torch.equal(ids[pos], index):
+        raise ValueError("node_index lacks entities asked for")
+    return order[pos]

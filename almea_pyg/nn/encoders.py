@@ -29,8 +29,9 @@ class StructuralEncoder(nn.Module):
             :math:`E \times d` messages)
 
     Shapes:
-        - **input:** edge index :math:`(2, |\mathcal{E}|)`
-        - **output:** entity embeddings :math:`(N, d)`
+        - **input:** edge index :math:`(2, |\mathcal{E}|)`, optionally the
+          entities of a subgraph's rows :math:`(n,)`
+        - **output:** entity embeddings :math:`(N, d)` (or :math:`(n, d)`)
     """
 
     def __init__(
@@ -60,8 +61,11 @@ class StructuralEncoder(nn.Module):
         for conv in self.convs:
             conv.reset_parameters()
 
-    def forward(self, edge_index: Tensor) -> Tensor:
-        x = F.dropout(self.embedding.weight, self.dropout, self.training)
+    def forward(self, edge_index: Tensor, node_index: Tensor | None = None) -> Tensor:
+        """``node_index``: the entities of the rows of a subgraph ``edge_index``
+        indexes (mini-batch training); by default it spans every entity."""
+        x = self.embedding.weight if node_index is None else self.embedding(node_index)
+        x = F.dropout(x, self.dropout, self.training)
         for i, conv in enumerate(self.convs):
             x = conv(x, edge_index)
             if i < self.num_layers - 1:

@@ -98,7 +98,10 @@ class ExperimentConfig:
     each KG's entities (seeded by ``seed``), and ``fill`` (``"zero"``,
     ``"mean"`` or ``"propagate"``) fills the rows entities lack before training
     (:mod:`~almea_pyg.pipeline.missing_modality`); LSL's imputation at
-    inference is ``model["impute_missing"]``.
+    inference is ``model["impute_missing"]``. ``fanouts`` switches to mini-batch
+    training: each step's GAT runs on the batch's sampled neighbourhood, that
+    many neighbours per node at each hop (:class:`~almea_pyg.train.Trainer`);
+    ``None``, the default, runs it on the whole graph.
     """
 
     dataset: str = "synthetic"
@@ -118,6 +121,7 @@ class ExperimentConfig:
     lr: float = 1e-3
     batch_size: int = 3500
     max_grad_norm: float | None = None
+    fanouts: list[int] | None = None
     optimizer: str = "paper"
     checkpoint_every: int = 25
     model: dict[str, Any] = field(default_factory=dict)
@@ -347,6 +351,7 @@ def _run_experiment(
         output_dir=None,
         seed=config.seed,
         progress=config.progress,
+        fanouts=config.fanouts,
     )
     epochs = config.resolved_epochs()
     # Links in no split: only an oracle can reveal them (before any is learned).

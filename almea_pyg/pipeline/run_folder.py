@@ -63,7 +63,12 @@ def _digest(obj: Any) -> str:
 
 #: Settings added after runs were recorded, with the value that leaves a run as
 #: it was: left out of the fingerprint at that value, so earlier folders resume.
-LATER_DEFAULTS = {"drop_modality": None, "drop_fraction": 0.0, "fill": "zero"}
+LATER_DEFAULTS = {
+    "drop_modality": None,
+    "drop_fraction": 0.0,
+    "fill": "zero",
+    "fanouts": None,
+}
 
 
 def config_fingerprint(config: dict[str, Any]) -> str:

@@ -6,8 +6,11 @@ CPU, nccl on CUDA), :class:`DistributedTrainer` gives the result of one
 floating-point summation order. How:
 
 * **Forward replicated.** Every process holds the whole model and pair and runs
-  the same forward for each global batch: the GAT over the full graph and the
-  feature projections of all the batch's rows.
+  the same forward for each global batch: the GAT over the full graph (in
+  mini-batch training, ``fanouts``, over the batch's sampled neighbourhood: the
+  same on every process with the library's sampler, which draws from the
+  trainer's seeded generator; PyG's, where installed, draws from its own
+  state) and the feature projections of all the batch's rows.
 * **Loss split.** Each process computes only its contiguous share of the batch's
   seed pairs (:func:`shard`, ``model.loss(out, pairs)``): the in-batch InfoNCE
   and inter-modal terms of its pairs' rows and columns against all :math:`B`
@@ -202,10 +205,7 @@ class DistributedTrainer(Trainer):
         super().__init__(model, pair, **kwargs)
 
     def _backward(self, batch: Tensor, step: int) -> dict[str, Tensor]:
-        inputs = self.inputs
-        out = self.model(
-            inputs.features, inputs.edge_index, inputs.present, batch[0], batch[1]
-        )
+        out = self._forward(batch)
         pairs = shard(batch.size(1), self.rank, self.world_size, batch.device)
         losses = self.model.loss(out, pairs)
         self.optimizer.zero_grad(set_to_none=True)

@@ -66,14 +66,15 @@ def test_add_train_links_deduplicates(pair):
     assert trainer.add_train_links(new) == 0
 
 
-def test_resume_equals_uninterrupted(pair, tmp_path):
-    straight = make_trainer(pair, batch_size=32)
+@pytest.mark.parametrize("fanouts", [None, [3, 2]])
+def test_resume_equals_uninterrupted(pair, tmp_path, fanouts):
+    straight = make_trainer(pair, batch_size=32, fanouts=fanouts)
     straight.fit(4)
-    first = make_trainer(pair, batch_size=32)
+    first = make_trainer(pair, batch_size=32, fanouts=fanouts)
     first.fit(2)
     path = first.save_checkpoint(tmp_path / "ckpt.pt")
     torch.manual_seed(123)
-    resumed = make_trainer(pair, batch_size=32)
+    resumed = make_trainer(pair, batch_size=32, fanouts=fanouts)
     resumed.load_checkpoint(path)
     resumed.fit(2)
     assert resumed.epoch == 4
@@ -208,3 +209,75 @@ def test_weight_decay_reaches_adam(pair):
     assert trainer.optimizer.param_groups[0]["weight_decay"] == 1e-4
     with pytest.raises(ValueError, match="weight_decay"):
         make_trainer(pair, weight_decay=-1.0)
+
+
+def test_minibatch_with_every_neighbour_is_the_full_graph_run(pair):
+    """Fan-outs of at least the largest degree sample each batch's whole 2-hop
+    neighbourhood (and draw nothing): the run is the full-graph run."""
+    degree = torch.bincount(make_trainer(pair).inputs.edge_index[1]).max().item()
+    full = make_trainer(pair, batch_size=32)
+    mini = make_trainer(pair, batch_size=32, fanouts=[degree, -1])
+    assert mini.sampler is not None and full.sampler is None
+    histories = []
+    for trainer in (full, mini):
+        torch.manual_seed(1)  # the same LSL masks and noise
+        histories.append(trainer.fit(3))
+    full_history, mini_history = histories
+    for a, b in zip(full_history, mini_history):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+    for a, b in zip(full.model.parameters(), mini.model.parameters()):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
+def test_minibatch_training_learns_as_well_as_full_batch():
+    """Measured (400 entities, 30 % seeds, dim 16, lr 1e-2, batch 32, 15 epochs,
+    fan-outs [5, 5]), test MRR full / mini-batch: seed 0 43.9 / 45.9, seed 1
+    44.1 / 48.4, seed 2 45.1 / 42.3 (|difference| <= 4.3)."""
+    pair = make_synthetic_pair(num_entities=400, seed=2).split(0.3, seed=0)
+    results = {}
+    for fanouts in (None, [5, 5]):
+        torch.manual_seed(0)
+        model = ALMEA.from_pair(pair, dim=16)
+        trainer = Trainer(
+            model, pair, lr=1e-2, batch_size=32, fanouts=fanouts, progress=False
+        )
+        history = trainer.fit(15)
+        results[fanouts is None] = (history, trainer.evaluate()["mrr"])
+    (_, full_mrr), (history, mrr) = results[True], results[False]
+    assert history[-1]["loss"] < history[0]["loss"] / 4
+    assert full_mrr > 30  # both learn (chance: ~2)
+    assert abs(mrr - full_mrr) < 6
+
+
+def _saved_bytes(trainer, batch):
+    """Bytes of the tensors a training step keeps for its backward pass (its
+    activations, and the weights the layers save), each storage counted once."""
+    storages = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        trainer._backward(batch, 0)
+    return sum(storages.values())
+
+
+def test_minibatch_step_memory_does_not_grow_with_the_graph():
+    """The activations of a step at N = 2,000 and 20,000 (per side, before
+    dropout), same batch and fan-outs: measured 3.6 and 3.9 MiB mini-batch,
+    6.2 and 39.1 MiB full-graph. (Gradients and Adam's state are the size of
+    the parameters, the N x d entity table included, either way.)"""
+    saved = {}
+    for fanouts in (None, [5, 5]):
+        for num in (2_000, 20_000):
+            pair = make_synthetic_pair(num_entities=num, seed=0).split(0.2, seed=0)
+            torch.manual_seed(0)
+            model = ALMEA.from_pair(pair, dim=32)
+            trainer = Trainer(model, pair, batch_size=64, fanouts=fanouts)
+            saved[fanouts is None, num] = _saved_bytes(
+                trainer, pair.train_links[:, :64]
+            )
+    assert saved[False, 20_000] < 1.5 * saved[False, 2_000]
+    assert saved[True, 20_000] > 4 * saved[True, 2_000]  # what it would be

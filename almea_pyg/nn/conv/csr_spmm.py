@@ -45,7 +45,9 @@ class CSRGraph(NamedTuple):
         return self.row.numel()
 
 
-def _index_to_ptr(index: Tensor, num_nodes: int) -> Tensor:
+def index_to_ptr(index: Tensor, num_nodes: int) -> Tensor:
+    """Row pointers ``(N + 1,)`` of node ids ``index`` (in any order): node ``i``
+    has ``ptr[i + 1] - ptr[i]`` entries."""
     ptr = index.new_zeros(num_nodes + 1)
     torch.cumsum(torch.bincount(index, minlength=num_nodes), dim=0, out=ptr[1:])
     return ptr
@@ -81,11 +83,11 @@ def build_csr_graph(
     perm_t = torch.sort(col, stable=True).indices
     return CSRGraph(
         num_nodes=num_nodes,
-        ptr=_index_to_ptr(row, num_nodes),
+        ptr=index_to_ptr(row, num_nodes),
         row=row,
         col=col,
         perm=perm,
-        ptr_t=_index_to_ptr(col, num_nodes),
+        ptr_t=index_to_ptr(col, num_nodes),
         col_t=row[perm_t],
         perm_t=perm_t,
     )
