@@ -86,11 +86,7 @@ class _InBatchSoftmaxLoss(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
-        a, b, grad = ctx.saved_tensors
-        grad = grad * (grad_loss * ctx.scale)
-        grad_a = grad @ b if ctx.needs_input_grad[0] else None
-        grad_b = grad.t() @ a if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b, None, None, None, None
+        return (*_logit_backward(ctx, grad_loss), None, None, None, None)
 
 
 class _RowSoftmaxLoss(torch.autograd.Function):
@@ -133,11 +129,17 @@ class _RowSoftmaxLoss(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
-        q, k, grad = ctx.saved_tensors
-        grad = grad * (grad_loss * ctx.scale)
-        grad_q = grad @ k if ctx.needs_input_grad[0] else None
-        grad_k = grad.t() @ q if ctx.needs_input_grad[1] else None
-        return grad_q, grad_k, None, None, None, None, None
+        return (*_logit_backward(ctx, grad_loss), None, None, None, None, None)
+
+
+def _logit_backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
+    """Gradients of ``a`` and ``b`` from the saved gradient with respect to the
+    logits ``a @ b.T * scale`` (the backward both softmax losses share)."""
+    a, b, grad = ctx.saved_tensors
+    grad = grad * (grad_loss * ctx.scale)
+    grad_a = grad @ b if ctx.needs_input_grad[0] else None
+    grad_b = grad.t() @ a if ctx.needs_input_grad[1] else None
+    return grad_a, grad_b
 
 
 def _in_batch_loss(
