@@ -9,7 +9,7 @@ import logging
 import math
 import sys
 from argparse import SUPPRESS
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -197,6 +197,7 @@ def add_train_arguments(
         "missing, imputed by LSL with --impute), mean (the KG's mean row), "
         "propagate (neighbour means over the relation graph)",
     )
+    add_search_arguments(parser)
     active = parser.add_argument_group(
         "active learning (on with --rounds > 0)", argument_default=SUPPRESS
     )
@@ -249,6 +250,53 @@ def add_train_arguments(
         default=False,
         help="replace the run that --output holds (default: refuse)",
     )
+
+
+#: Options that set the :class:`~almea_pyg.metrics.FaissSearch` argument of their
+#: name (``--faiss-index`` its ``index``).
+SEARCH_OPTIONS = {"faiss_index": "index", "list_size": "list_size", "nprobe": "nprobe"}
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the final test evaluation's search (no defaults)."""
+    search = parser.add_argument_group(
+        "the test evaluation's search", argument_default=SUPPRESS
+    )
+    search.add_argument(
+        "--search",
+        choices=["exact", "faiss"],
+        help="exact (default): score every candidate; faiss: rank within each "
+        "entity's faiss top-k list, for large graphs (pip install "
+        "'almea-pyg[faiss]'; docs/scale.md)",
+    )
+    search.add_argument(
+        "--faiss-index",
+        choices=["flat", "hnsw", "ivf"],
+        help="flat (default): exact, in bounded memory; hnsw, ivf: approximate "
+        "(a true target they miss counts as a miss)",
+    )
+    search.add_argument(
+        "--list-size",
+        type=positive_int,
+        help="length of each top-k list (default: 100); a target beyond it is a miss",
+    )
+    search.add_argument(
+        "--nprobe", type=positive_int, help="lists an ivf search scans (default: 64)"
+    )
+
+
+def search_from_args(
+    given: Mapping[str, Any], search: str, search_kwargs: dict[str, Any] | None
+) -> tuple[str, dict[str, Any] | None]:
+    """``search`` and ``search_kwargs`` with the search options typed over them."""
+    typed = {SEARCH_OPTIONS[k]: v for k, v in given.items() if k in SEARCH_OPTIONS}
+    search = given.get("search", search)
+    if typed and search != "faiss":
+        options = [f"--{k.replace('_', '-')}" for k in SEARCH_OPTIONS if k in given]
+        raise ValueError(f"{', '.join(options)} go with --search faiss")
+    if search != "faiss":
+        return search, None
+    return search, {**(search_kwargs or {}), **typed} or None
 
 
 #: Options that set the :class:`ExperimentConfig` field of their name.
@@ -317,6 +365,9 @@ def config_from_args(
     if "impute" in given:
         model["impute_missing"] = True
     updates["model"] = model
+    updates["search"], updates["search_kwargs"] = search_from_args(
+        given, config.search, config.search_kwargs
+    )
     active = {name: given[name] for name in ACTIVE_OPTIONS if name in given}
     if active or "alpha" in given:
         settings = config.active or ActiveLearningConfig(rounds=0)
@@ -330,12 +381,24 @@ def config_from_args(
     return replace(config, **updates)
 
 
+def _search_note(search: dict | None) -> str:
+    """What a faiss-searched metric must be read with: its index and the links
+    its lists could not rank (counted as misses)."""
+    if search is None:
+        return ""
+    return (
+        f"  (faiss {search['index']}, top-{search['list_size']} lists, "
+        f"{search['unranked']} links unranked, counted as misses)"
+    )
+
+
 def format_metrics(result: dict) -> str:
     lines = []
     for metric, values in result["metrics"].items():
         lines.append(
             f"{metric:>11}: Hits@1 {values['hits@1']:.2f}  "
             f"Hits@10 {values['hits@10']:.2f}  MRR {values['mrr']:.2f}"
+            + _search_note(values.get("search"))
         )
     for modality, row in (result.get("latent_diagnostics") or {}).items():
         lines.append(
@@ -484,7 +547,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     model.load_state_dict(state.get("trainer", state)["model"])
     # A transductive run's revealed test links left its test set.
     links = state.get("test_links", pair.test_links).to(pair.links.device)
-    metrics = evaluate_test_links(model, pair, args.metric, links=links)
+    search, search_kwargs = search_from_args(
+        vars(args), config.search, config.search_kwargs
+    )
+    metrics = evaluate_test_links(
+        model,
+        pair,
+        args.metric,
+        links=links,
+        search=search,
+        search_kwargs=search_kwargs,
+    )
     latent = latent_diagnostics(model, pair) if model.lsl is not None else None
     print(format_metrics({"metrics": metrics, "latent_diagnostics": latent}))
 
@@ -506,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--metric", nargs="+", choices=["cosine", "csls"], default=["cosine", "csls"]
     )
+    add_search_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
     label = sub.add_parser("label", help="label files of a human-oracle run")
     label_sub = label.add_subparsers(dest="label_command", required=True)
@@ -589,7 +663,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ValueError,
         FileNotFoundError,
         NotADirectoryError,
-        ModuleNotFoundError,
+        ImportError,
     ) as error:
         print(f"almea-pyg: error: {error}", file=sys.stderr)
         return 2

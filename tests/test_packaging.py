@@ -26,7 +26,7 @@ def python_floor() -> tuple[int, int]:
 
 
 #: Import names of the distributions whose import name is not their own.
-IMPORT_NAMES = {"pyyaml": "yaml"}
+IMPORT_NAMES = {"pyyaml": "yaml", "faiss_cpu": "faiss"}
 
 
 def requirements(text: str) -> set[str]:

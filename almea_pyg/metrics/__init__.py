@@ -1,5 +1,6 @@
 """Similarity search and ranking metrics for entity alignment."""
 
+from almea_pyg.metrics.knn import FaissSearch
 from almea_pyg.metrics.ranking import (
     RankingMetric,
     alignment_ranks,
@@ -20,6 +21,7 @@ from almea_pyg.metrics.similarity import (
 
 __all__ = [
     "AlignmentCandidates",
+    "FaissSearch",
     "RankingMetric",
     "alignment_candidates",
     "alignment_ranks",

@@ -2,16 +2,19 @@
 and the top-k alignment candidates it gives.
 
 Nothing here materialises the full ``[N_x, N_y]`` score matrix: scores are produced
-``chunk_size`` rows at a time, so memory is ``O(chunk_size * N_y)``.
+``chunk_size`` rows at a time, so memory is ``O(chunk_size * N_y)``. The
+candidates can also come from faiss top-k lists (``search="faiss"``, see
+:mod:`almea_pyg.metrics.knn`), CSLS then re-scoring each list.
 """
 
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from almea_pyg.metrics.knn import FaissSearch, SearchName, resolve_search
 from almea_pyg.typing import SimilarityMetric
 
 DEFAULT_CHUNK_SIZE = 1024
@@ -89,8 +92,7 @@ def _score_chunks(
     x: Tensor, y: Tensor, metric: SimilarityMetric, csls_k: int, chunk_size: int
 ) -> Iterator[tuple[int, Tensor]]:
     """:func:`similarity_chunks` for inputs the caller has checked."""
-    if metric not in ("cosine", "csls"):
-        raise ValueError(f"metric must be 'cosine' or 'csls', got {metric!r}")
+    _check_metric(metric)
     x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
     if metric == "csls":
         r_y = csls_neighbourhood(y, x, k=csls_k, chunk_size=chunk_size)
@@ -98,9 +100,19 @@ def _score_chunks(
     for start in range(0, x.size(0), chunk_size):
         scores = x[start : start + chunk_size] @ y.t()
         if metric == "csls":
-            r_x = scores.topk(k, dim=1).values.mean(dim=1, keepdim=True)
-            scores.mul_(2).sub_(r_x).sub_(r_y[None])
+            r_x = scores.topk(k, dim=1).values.mean(dim=1)
+            _csls_(scores, r_x, r_y[None])
         yield start, scores
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in ("cosine", "csls"):
+        raise ValueError(f"metric must be 'cosine' or 'csls', got {metric!r}")
+
+
+def _csls_(cos: Tensor, r_x: Tensor, r_y: Tensor) -> Tensor:
+    """``2 cos - r_x - r_y`` in place, ``r_x`` per row of ``cos``, ``r_y`` broadcast."""
+    return cos.mul_(2).sub_(r_x[:, None]).sub_(r_y)
 
 
 def topk_similarity(
@@ -143,6 +155,71 @@ def _topk(
     return values, indices
 
 
+class TopKLists(NamedTuple):
+    """Top-k lists of a faiss search (:func:`_list_topk`)."""
+
+    score: Tensor  #: ``(N_x, k)``, best first; ``-inf`` where none was found
+    index: Tensor  #: ``(N_x, k)`` rows of ``y``; ``-1`` where none was found
+    #: ``(N_x,)`` the highest score a row of ``y`` outside the list can have (with
+    #: a flat index; ``-inf`` when the list holds every row), or ``None``
+    bound: Optional[Tensor]
+    used: dict[str, Any]  #: the indexes and the lists' length
+
+
+def _list_topk(
+    x: Tensor,
+    y: Tensor,
+    k: int,
+    metric: SimilarityMetric,
+    csls_k: int,
+    search: FaissSearch,
+    *,
+    bound: bool = False,
+) -> TopKLists:
+    """:func:`_topk` from the top-k lists of ``search``, with what it used: the
+    index over ``y`` (:meth:`~almea_pyg.metrics.knn.FaissSearch.describe`), the
+    lists' length and, for CSLS, the index over ``x``.
+
+    Cosine: the ``k`` nearest rows of ``y``. CSLS: the ``max(k, list_size,
+    csls_k)`` nearest by cosine, re-scored ``2 cos(x_i, y_j) - r_y(x_i) -
+    r_x(y_j)``, with ``r_y(x_i)`` the mean of the first ``csls_k`` cosines of the
+    list of ``x_i`` and ``r_x(y_j)`` that of a search of ``x`` for each ``y_j``.
+    A row of ``y`` outside the list of ``x_i`` has a cosine of at most the list's
+    last, so its CSLS is at most ``2 cos_last - r_y(x_i) - min_j r_x(y_j)``
+    (:attr:`TopKLists.bound`, with ``bound=True``; it costs a search of ``x``
+    for every row of ``y``, not only the listed ones): a listed score at least
+    as high is ranked exactly.
+    """
+    _check_metric(metric)
+    size = k if metric == "cosine" else max(k, search.list_size, csls_k)
+    cos, index = search.knn(x, y, size)
+    used = {"backend": "faiss", **search.describe(y.size(0))}
+    used["list_size"] = cos.size(1)
+    if cos.size(1) == y.size(0) or cos.size(1) == 0:
+        last = cos.new_full((cos.size(0),), float("-inf"))
+    else:
+        last = cos[:, -1].clone()  # the CSLS scores overwrite ``cos``
+    if metric == "cosine":
+        return TopKLists(cos, index, last if bound else None, used)
+    r_x = _mean_found(cos[:, :csls_k])
+    listed, column = index.clamp(min=0).unique(return_inverse=True)
+    if bound:
+        r_y_all = _mean_found(search.knn(y, x, csls_k)[0])
+        r_y, highest = r_y_all[listed], 2 * last - r_x - r_y_all.min()
+    else:
+        r_y, highest = _mean_found(search.knn(y[listed], x, csls_k)[0]), None
+    used["source_index"] = search.describe(x.size(0))
+    scores = _csls_(cos, r_x, r_y[column]).masked_fill_(index < 0, float("-inf"))
+    top = scores.topk(min(k, scores.size(1)), dim=1)
+    return TopKLists(top.values, index.gather(1, top.indices), highest, used)
+
+
+def _mean_found(values: Tensor) -> Tensor:
+    """Row means of the finite ``values`` (the neighbours a search found)."""
+    found = torch.isfinite(values)
+    return values.where(found, values.new_zeros(())).sum(dim=1) / found.sum(dim=1)
+
+
 def mutual_nearest_neighbours(
     x: Tensor,
     y: Tensor,
@@ -182,7 +259,10 @@ class AlignmentCandidates(NamedTuple):
     target_index: Tensor  #: ``(n, k)``
     score: Tensor  #: ``(n, k)``
     source_ids: list[str]  #: identifiers of the sources, ``n`` (or none)
-    target_ids: list[list[str]]  #: identifiers of the candidates, ``n x k`` (or none)
+    #: identifiers of the candidates, ``n x k`` (or none; a row misses those of ``-1``)
+    target_ids: list[list[str]]
+    #: the search used and its parameters, e.g. ``{"backend": "exact"}``
+    search: dict[str, Any]
 
 
 def alignment_candidates(
@@ -197,32 +277,46 @@ def alignment_candidates(
     metric: SimilarityMetric = "csls",
     csls_k: int = 3,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    search: Union[SearchName, FaissSearch] = "exact",
+    search_kwargs: Optional[dict[str, Any]] = None,
 ) -> AlignmentCandidates:
     """The ``k`` best targets of each of ``sources`` (default: every source)
-    among ``targets`` (default: every target), by :func:`topk_similarity`, with
-    the entities' identifiers when given (e.g. ``pair.source["entity"].ids``).
+    among ``targets`` (default: every target), with the entities' identifiers
+    when given (e.g. ``pair.source["entity"].ids``).
+
+    ``search="exact"`` scores every pair (:func:`topk_similarity`);
+    ``search="faiss"`` takes each source's nearest targets from a faiss index
+    (:class:`~almea_pyg.metrics.knn.FaissSearch`, built with ``search_kwargs``),
+    CSLS re-scoring a list of ``list_size`` of them; its neighbourhood terms
+    come from the sources and targets given, as in the exact search. An
+    approximate index (HNSW, IVF) may miss a true neighbour, and may return fewer
+    than ``k`` targets: index ``-1``, score ``-inf``.
+    :attr:`AlignmentCandidates.search` says which search ran, with its parameters.
 
     Shapes:
         source_emb: ``(N_s, d)``, target_emb: ``(N_t, d)``, sources: ``(n,)`` ->
         source_index: ``(n,)``, target_index and score: ``(n, k)``
     """
+    searcher = resolve_search(search, search_kwargs)
     if sources is None:
         sources = torch.arange(source_emb.size(0), device=source_emb.device)
     if targets is None:
         targets = torch.arange(target_emb.size(0), device=target_emb.device)
-    score, best = topk_similarity(
-        source_emb[sources],
-        target_emb[targets],
-        k,
-        metric=metric,
-        csls_k=csls_k,
-        chunk_size=chunk_size,
-    )
-    target_index = targets[best]
+    x, y = source_emb[sources], target_emb[targets]
+    check_finite("x", x)
+    check_finite("y", y)
+    if searcher is None:
+        score, best = _topk(x, y, k, metric, csls_k, chunk_size)
+        used = {"backend": "exact"}
+    else:
+        score, best, _, used = _list_topk(x, y, k, metric, csls_k, searcher)
+    target_index = torch.where(best >= 0, targets[best.clamp(min=0)], -1)
     source_names = [source_ids[i] for i in sources.tolist()] if source_ids else []
     target_names = (
-        [[target_ids[j] for j in row] for row in target_index.tolist()]
+        [[target_ids[j] for j in row if j >= 0] for row in target_index.tolist()]
         if target_ids
         else []
     )
-    return AlignmentCandidates(sources, target_index, score, source_names, target_names)
+    return AlignmentCandidates(
+        sources, target_index, score, source_names, target_names, used
+    )

@@ -26,6 +26,7 @@ from almea_pyg.data.readers import detect_layout, read_pair
 from almea_pyg.datasets import DBP15K, MMKB, OpenEA
 from almea_pyg.datasets.openea import PAIRS as OPENEA
 from almea_pyg.io import atomic_write_text
+from almea_pyg.metrics.knn import FaissSearch, resolve_search
 from almea_pyg.metrics.ranking import evaluate_directions
 from almea_pyg.models import ALMEA, PairInputs, latent_diagnostics
 from almea_pyg.pipeline.config_file import read_config_file
@@ -101,7 +102,10 @@ class ExperimentConfig:
     inference is ``model["impute_missing"]``. ``fanouts`` switches to mini-batch
     training: each step's GAT runs on the batch's sampled neighbourhood, that
     many neighbours per node at each hop (:class:`~almea_pyg.train.Trainer`);
-    ``None``, the default, runs it on the whole graph.
+    ``None``, the default, runs it on the whole graph. ``search`` (``"exact"``
+    or ``"faiss"``, built with ``search_kwargs``) is the search of the final
+    test evaluation (:class:`~almea_pyg.metrics.FaissSearch`); the evaluations
+    during training stay exact.
     """
 
     dataset: str = "synthetic"
@@ -130,6 +134,8 @@ class ExperimentConfig:
     drop_modality: str | None = None
     drop_fraction: float = 0.0
     fill: str = "zero"
+    search: str = "exact"
+    search_kwargs: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, state: Mapping[str, Any]) -> ExperimentConfig:
@@ -330,6 +336,7 @@ def _run_experiment(
     if config.epochs is not None and config.epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {config.epochs}")
     optimizer = config.optimizer_settings()
+    search = resolve_search(config.search, config.search_kwargs)  # fail early
     out = Path(config.output) if config.output else None
     checkpoint = out / CHECKPOINT_FILE if out is not None else None
     if resume and (checkpoint is None or not checkpoint.exists()):
@@ -401,7 +408,9 @@ def _run_experiment(
         raise
     train_seconds = time.perf_counter() - start
     status = learner.status if learner is not None else "done"
-    metrics = evaluate_test_links(model, trainer.inputs, links=trainer.test_links)
+    metrics = evaluate_test_links(
+        model, trainer.inputs, links=trainer.test_links, search=search or "exact"
+    )
     if model.lsl is not None:
         # The other imputation setting, to keep measuring which default is right.
         model.impute_missing = not model.impute_missing
@@ -496,18 +505,24 @@ def evaluate_test_links(
     metrics: Sequence[SimilarityMetric] = ("cosine", "csls"),
     *,
     links: Tensor | None = None,
-) -> dict[str, dict[str, float]]:
+    search: str | FaissSearch = "exact",
+    search_kwargs: dict[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Each metric on the test links, left-to-right (``"cosine"``, ``"csls"``),
     right-to-left (``"<metric>_r2l"``) and their mean (``"<metric>_mean"``), at
     the model as it is (never an epoch picked on the test links). ``links``
     replaces ``pair.test_links`` (e.g. those left after active learning; needed
-    with :class:`PairInputs`, built once by the trainer, which hold no links)."""
+    with :class:`PairInputs`, built once by the trainer, which hold no links).
+    ``search`` and ``search_kwargs`` choose exact scoring or faiss top-k lists
+    (:func:`~almea_pyg.metrics.evaluate_alignment`; with faiss each direction
+    states its search)."""
     links = pair.test_links if links is None else links
+    search = resolve_search(search, search_kwargs) or "exact"
     with torch.no_grad():
         emb_s, emb_t = model.embed(pair)
     results = {}
     for metric in metrics:
-        both = evaluate_directions(emb_s, emb_t, links, metric=metric)
+        both = evaluate_directions(emb_s, emb_t, links, metric=metric, search=search)
         results[metric] = both["l2r"]
         results[f"{metric}_r2l"] = both["r2l"]
         results[f"{metric}_mean"] = both["mean"]

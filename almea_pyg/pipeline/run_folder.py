@@ -68,6 +68,8 @@ LATER_DEFAULTS = {
     "drop_fraction": 0.0,
     "fill": "zero",
     "fanouts": None,
+    "search": "exact",
+    "search_kwargs": None,
 }
 
 

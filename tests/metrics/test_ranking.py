@@ -4,6 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from almea_pyg.metrics import ranking
+from almea_pyg.metrics.knn import FaissSearch
 from almea_pyg.metrics.ranking import (
     RankingMetric,
     alignment_ranks,
@@ -281,3 +283,135 @@ def test_evaluate_directions(metric):
         assert both["mean"][key] == pytest.approx(
             (both["l2r"][key] + both["r2l"][key]) / 2
         )
+
+
+# --- search="faiss": ranks within top-k lists ------------------------------------
+
+
+def _findable_links(n: int = 60, d: int = 8, num_links: int = 40, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x_src = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    x_tgt = 0.8 * x_src + torch.randn(n, d, generator=gen, dtype=torch.float64)
+    links = torch.stack([torch.randperm(n, generator=gen)[:num_links]] * 2)
+    return x_src, x_tgt, links
+
+
+@pytest.mark.usefixtures("needs_faiss")
+@pytest.mark.parametrize("metric", ["cosine", "csls"])
+@pytest.mark.parametrize("all_candidates", [False, True])
+def test_faiss_evaluation_equals_exact_when_lists_hold_every_target(
+    metric: str, all_candidates: bool
+) -> None:
+    x_src, x_tgt, links = _findable_links()
+    candidates = torch.arange(60) if all_candidates else None
+    options = dict(metric=metric, candidates=candidates)
+    exact = alignment_ranks(x_src, x_tgt, links, **options)
+    kwargs = {"list_size": 60}
+    ranks = alignment_ranks(
+        x_src,
+        x_tgt,
+        links,
+        search="faiss",
+        search_kwargs=kwargs,
+        chunk_size=7,
+        **options,
+    )
+    assert ranks.dtype == torch.float64
+    assert ranks.tolist() == exact.tolist()
+    expected = evaluate_alignment(x_src, x_tgt, links, **options)
+    out = evaluate_alignment(
+        x_src, x_tgt, links, search="faiss", search_kwargs=kwargs, **options
+    )
+    search = out.pop("search")
+    assert out == pytest.approx(expected)
+    assert search["backend"] == "faiss" and search["index"] == "Flat"
+    assert search["list_size"] == (60 if all_candidates else 40)
+    assert search["unranked"] == 0
+    assert ("source_index" in search) == (metric == "csls")
+
+
+@pytest.mark.usefixtures("needs_faiss")
+def test_faiss_evaluation_truncates_at_the_list() -> None:
+    x_src, x_tgt, links = _findable_links(num_links=60)
+    exact = alignment_ranks(x_src, x_tgt, links)
+    assert (exact > 10).sum() > 0  # some true targets fall outside a list of 10
+    search = FaissSearch(index="flat", list_size=10)
+    ranks = alignment_ranks(x_src, x_tgt, links, search=search)
+    inside = exact <= 10
+    assert ranks[inside].tolist() == exact[inside].tolist()
+    assert torch.isinf(ranks[~inside]).all()
+    out = evaluate_alignment(x_src, x_tgt, links, search=search)
+    assert out["search"]["unranked"] == int((~inside).sum())
+    assert out["hits@1"] == pytest.approx(100 * hits_at_k(exact, 1))
+    assert out["hits@10"] == pytest.approx(100 * hits_at_k(exact, 10))
+    # Reciprocal rank 0 beyond the list: MRR is a lower bound.
+    truncated = torch.where(inside, exact.double().reciprocal(), 0.0).mean()
+    assert out["mrr"] == pytest.approx(100 * truncated.item())
+    assert out["mrr"] < 100 * mean_reciprocal_rank(exact)
+    with pytest.raises(ValueError, match=r"list_size 5 .* max\(ks\) = 10"):
+        evaluate_alignment(
+            x_src, x_tgt, links, search="faiss", search_kwargs={"list_size": 5}
+        )
+
+
+@pytest.mark.usefixtures("needs_faiss")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_faiss_csls_ranks_are_exact_or_unranked(seed: int) -> None:
+    # CSLS can lift a target outside a source's cosine list above a listed one:
+    # ranking within the list alone would flatter the link. Such a link is
+    # unranked (a miss); every rank given is the exact one.
+    x_src, x_tgt, links = _findable_links(n=200, d=16, num_links=150, seed=seed)
+    x_tgt = x_tgt + 2.0 * torch.randn(200, 16, dtype=torch.float64)
+    exact = alignment_ranks(x_src, x_tgt, links, metric="csls")
+    search = FaissSearch(list_size=10)
+    ranks = alignment_ranks(x_src, x_tgt, links, metric="csls", search=search)
+    ranked = torch.isfinite(ranks)
+    assert ranked.sum() > 0
+    assert ranks[ranked].tolist() == exact[ranked].double().tolist()
+    # links listed, yet unranked: the check matters at every seed
+    in_list = exact <= 10
+    assert (in_list & ~ranked).sum() > 0
+    out = evaluate_alignment(x_src, x_tgt, links, metric="csls", search=search)
+    expected = evaluate_alignment(x_src, x_tgt, links, metric="csls")
+    for key in ("hits@1", "hits@10", "mrr"):
+        assert out[key] <= expected[key] + 1e-9
+
+
+def test_rank_functions_take_infinite_ranks() -> None:
+    ranks = torch.tensor([1.0, 4.0, float("inf")])
+    assert hits_at_k(ranks, 10) == pytest.approx(2 / 3)
+    assert mean_reciprocal_rank(ranks) == pytest.approx((1 + 1 / 4) / 3)
+    metric = RankingMetric()
+    metric.update(ranks)
+    assert metric.compute()["mrr"] == pytest.approx(100 * (1 + 1 / 4) / 3)
+
+
+@pytest.mark.usefixtures("needs_faiss")
+@pytest.mark.parametrize("metric", ["cosine", "csls"])
+def test_evaluate_directions_faiss(metric: str) -> None:
+    x_src, x_tgt, links = _findable_links()
+    kwargs = {"list_size": 60}
+    both = evaluate_directions(
+        x_src, x_tgt, links, metric=metric, search="faiss", search_kwargs=kwargs
+    )
+    exact = evaluate_directions(x_src, x_tgt, links, metric=metric)
+    for direction in ("l2r", "r2l"):
+        assert both[direction].pop("search")["backend"] == "faiss"
+        assert both[direction] == pytest.approx(exact[direction])
+    assert set(both["mean"]) == {"hits@1", "hits@10", "mrr"}
+    assert both["mean"] == pytest.approx(exact["mean"])
+
+
+def test_evaluate_alignment_builds_no_graph(monkeypatch) -> None:
+    x_src, x_tgt, links = _hand_example()
+    x_src.requires_grad_()
+    grad_enabled = []
+    score_chunks = ranking._score_chunks
+
+    def spy(*args):
+        grad_enabled.append(torch.is_grad_enabled())
+        return score_chunks(*args)
+
+    monkeypatch.setattr(ranking, "_score_chunks", spy)
+    evaluate_alignment(x_src, x_tgt, links)
+    assert grad_enabled == [False]

@@ -185,3 +185,60 @@ def test_alignment_candidates() -> None:
     whole = alignment_candidates(x, y, 2)
     assert whole.target_index.shape == (6, 2)
     assert whole.source_ids == whole.target_ids == []
+
+
+# --- search="faiss": top-k lists ------------------------------------------------
+
+
+@pytest.mark.usefixtures("needs_faiss")
+@pytest.mark.parametrize("metric", ["cosine", "csls"])
+@pytest.mark.parametrize("csls_k", [1, 3])
+def test_alignment_candidates_faiss_equals_exact(metric: str, csls_k: int) -> None:
+    x, y = _pair(n_x=40, n_y=30, d=6, seed=3)
+    sources, targets = torch.tensor([5, 0, 17, 33]), torch.arange(2, 30)
+    options = dict(sources=sources, targets=targets, metric=metric, csls_k=csls_k)
+    exact = alignment_candidates(x, y, 5, **options)
+    # Lists as long as the targets: CSLS on the lists is exact CSLS.
+    faiss = alignment_candidates(
+        x, y, 5, search="faiss", search_kwargs={"list_size": 28}, **options
+    )
+    assert torch.equal(faiss.target_index, exact.target_index)
+    torch.testing.assert_close(faiss.score, exact.score, atol=1e-5, rtol=0)
+    assert exact.search == {"backend": "exact"}
+    expected = {
+        "backend": "faiss",
+        "index": "Flat",
+        "list_size": 28 if metric == "csls" else 5,
+    }
+    if metric == "csls":
+        expected["source_index"] = {"index": "Flat"}
+    assert faiss.search == expected
+
+
+@pytest.mark.usefixtures("needs_faiss")
+def test_csls_on_short_lists_scores_exactly_what_it_lists() -> None:
+    # Each listed pair's score is its exact CSLS score; the top-k can only miss
+    # targets outside the cosine list, here the 5 nearest of each source.
+    x, y = _pair(n_x=40, n_y=60, d=6, seed=4)
+    dense = _dense(x, y, "csls")
+    out = alignment_candidates(
+        x, y, 4, metric="csls", search="faiss", search_kwargs={"list_size": 5}
+    )
+    torch.testing.assert_close(
+        out.score, dense.gather(1, out.target_index), atol=1e-5, rtol=0
+    )
+    cosine_list = _dense(x, y, "cosine").topk(5, dim=1).indices
+    in_list = dense.scatter(1, cosine_list, float("inf")).isinf()
+    best_in_list = dense.masked_fill(~in_list, float("-inf")).topk(4, dim=1)
+    assert torch.equal(out.target_index, best_in_list.indices)
+    assert not torch.equal(out.target_index, dense.topk(4, dim=1).indices)
+
+
+@pytest.mark.usefixtures("needs_faiss")
+def test_alignment_candidates_faiss_rejects_non_finite_rows() -> None:
+    x, y = _pair()
+    y[4, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"y has 1 non-finite row \(first: row 4\)"):
+        alignment_candidates(x, y, 3, search="faiss")
+    with pytest.raises(ValueError, match="metric"):
+        alignment_candidates(x, x, 3, metric="dot", search="faiss")

@@ -94,7 +94,7 @@ def test_unknown_keys_are_refused_with_the_valid_ones(tmp_path):
         "data_dir, cache_dir, seed_ratio, pool_ratio, seed, epochs, eval_every, "
         "device, output, variant, modalities, metric, lr, batch_size, "
         "max_grad_norm, fanouts, optimizer, checkpoint_every, model, active, progress, "
-        "drop_modality, drop_fraction, fill"
+        "drop_modality, drop_fraction, fill, search, search_kwargs"
     )
 
 

@@ -1,9 +1,12 @@
-"""Runs of almea_pyg.pipeline.experiment: the mini-batch setting."""
+"""Runs of almea_pyg.pipeline.experiment: the mini-batch setting and the test
+evaluation's search."""
 
 import json
 from dataclasses import asdict, replace
 
-from almea_pyg.cli import build_parser, config_from_args
+import pytest
+
+from almea_pyg.cli import build_parser, config_from_args, main
 from almea_pyg.pipeline.experiment import ExperimentConfig, run_experiment
 from almea_pyg.pipeline.run_folder import config_fingerprint
 
@@ -32,3 +35,70 @@ def test_fanouts_option():
     args = build_parser().parse_args(["train", "--fanouts", "10", "-1"])
     assert config_from_args(args).fanouts == [10, -1]
     assert config_from_args(build_parser().parse_args(["train"])).fanouts is None
+
+
+def test_faiss_search_evaluates_the_run_and_is_recorded(tmp_path, capsys):
+    pytest.importorskip("faiss", reason="faiss is not installed (almea-pyg[faiss])")
+    base = ExperimentConfig(epochs=2, model={"dim": 8}, progress=False)
+    exact = run_experiment(replace(base, output=str(tmp_path / "exact")))
+    config = replace(
+        base,
+        output=str(tmp_path / "faiss"),
+        search="faiss",
+        search_kwargs={"list_size": 10},
+    )
+    result = run_experiment(config)
+    csls = result["metrics"]["csls"]
+    # a flat index is exact: cosine's hits within the lists are the exact ones;
+    # a link the lists cannot rank is a miss, so every number is a lower bound
+    assert csls["search"]["index"] == "Flat"
+    assert csls["search"]["list_size"] == 10
+    assert csls["search"]["unranked"] > 0
+    for metric in ("cosine", "cosine_r2l"):
+        for key in ("hits@1", "hits@10"):
+            assert result["metrics"][metric][key] == exact["metrics"][metric][key]
+    for metric in ("cosine", "csls", "csls_r2l"):
+        for key in ("hits@1", "hits@10", "mrr"):
+            assert result["metrics"][metric][key] <= exact["metrics"][metric][key]
+        assert result["metrics"][metric]["mrr"] < exact["metrics"][metric]["mrr"]
+    run = json.loads((tmp_path / "faiss" / "run.json").read_text())
+    assert ExperimentConfig.from_dict(run["config"]) == config
+    # exact is a later default: the default run's fingerprint is unchanged
+    default = config_fingerprint(asdict(base))
+    assert default == config_fingerprint(
+        {k: v for k, v in asdict(base).items() if k not in ("search", "search_kwargs")}
+    )
+    assert run["fingerprint"]["config"] != config_fingerprint(
+        asdict(replace(config, search="exact", search_kwargs=None))
+    )
+    # evaluate: the run's own search by default, or the one typed
+    assert main(["evaluate", str(tmp_path / "faiss"), "--metric", "csls"]) == 0
+    assert "(faiss Flat, top-10 lists" in capsys.readouterr().out
+    argv = ["evaluate", str(tmp_path / "faiss"), "--search", "exact"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "faiss" not in out
+    assert f"MRR {exact['metrics']['csls']['mrr']:.2f}" in out
+
+
+def test_search_options():
+    args = build_parser().parse_args(
+        ["train", "--search", "faiss", "--faiss-index", "ivf", "--nprobe", "8"]
+    )
+    config = config_from_args(args)
+    assert (config.search, config.search_kwargs) == (
+        "faiss",
+        {"index": "ivf", "nprobe": 8},
+    )
+    config = config_from_args(build_parser().parse_args(["train"]))
+    assert (config.search, config.search_kwargs) == ("exact", None)
+    # typed over a file's faiss search, a list size adds to its settings
+    base = replace(config, search="faiss", search_kwargs={"index": "hnsw"})
+    args = build_parser().parse_args(["train", "--list-size", "20"])
+    assert config_from_args(args, base).search_kwargs == {
+        "index": "hnsw",
+        "list_size": 20,
+    }
+    args = build_parser().parse_args(["train", "--list-size", "20"])
+    with pytest.raises(ValueError, match="--list-size go with --search faiss"):
+        config_from_args(args)
