@@ -21,6 +21,8 @@ from almea_pyg.nn.lsc import LatentSemanticCalibration
 from almea_pyg.nn.lsl import LatentSemanticLearning
 
 GRAPH = "graph"
+#: Entities :meth:`ALMEA.embed` passes through the layers after the GAT at once.
+EMBED_BATCH_SIZE = 65536
 
 
 class ALMEAOutput(NamedTuple):
@@ -280,19 +282,35 @@ class ALMEA(nn.Module):
                 h[GRAPH] = h[GRAPH][_rows_of(node_index, index, num_s + num_t)]
             elif index is not None:
                 h[GRAPH] = h[GRAPH][index]
+        return self._with_features(
+            h, x_dict, present_dict, source_index, target_index, index
+        )
+
+    def _with_features(
+        self,
+        h: dict[str, Tensor],
+        x_dict: dict[str, PairTensor],
+        present_dict: dict[str, Tensor] | None,
+        source_index: Tensor | None,
+        target_index: Tensor | None,
+        index: Tensor | None,
+    ) -> ALMEAOutput:
+        """:meth:`forward` from the graph embedding ``h`` of the rows asked for
+        (``index``: source rows, then target rows offset by :math:`N_s`; ``None``:
+        all): the feature modalities, the presence masks and the fusion."""
+        num_s, num_t = self.num_entities
         for name, encoder in self.encoders.items():
             xs, xt = x_dict[name]
             if index is not None:
                 xs, xt = xs[source_index], xt[target_index]
             h[name] = torch.cat([encoder(xs, 0), encoder(xt, 1)], dim=0)
         rows = num_s + num_t if index is None else index.numel()
+        device = next(iter(h.values())).device
         present = {}
         for m in self.modalities:
             mask = None if present_dict is None else present_dict.get(m)
             if mask is None:
-                present[m] = torch.ones(
-                    rows, dtype=torch.bool, device=edge_index.device
-                )
+                present[m] = torch.ones(rows, dtype=torch.bool, device=device)
             else:
                 present[m] = mask if index is None else mask[index]
         joint = self.fusion(h, present)
@@ -316,27 +334,73 @@ class ALMEA(nn.Module):
 
     @torch.no_grad()
     def embed(
-        self, data: MMKGPair | PairInputs, *, impute_missing: bool | None = None
+        self,
+        data: MMKGPair | PairInputs,
+        *,
+        impute_missing: bool | None = None,
+        batch_size: int | None = EMBED_BATCH_SIZE,
     ) -> tuple[Tensor, Tensor]:
         """Joint embeddings of all source and target entities, ``(N_s, D), (N_t,
         D)``, of a pair or of its :meth:`inputs`, in eval mode.
 
         With ``impute_missing`` (default: the model's setting; needs LSL), missing
         modality embeddings are replaced by the decoder's reconstruction before
-        fusion.
+        fusion. The GAT runs once on the whole graph; everything after it works
+        row by row, ``batch_size`` entities at a time (``None``: all at once), so
+        that the modality embeddings of only one batch are held besides the
+        graph's: the result is the same.
         """
         inputs = self.inputs(data) if isinstance(data, MMKGPair) else data
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         was_training = self.training
         self.eval()
-        out = self(inputs.features, inputs.edge_index, inputs.present)
-        joint = out.joint
+        num_s, num_t = self.num_entities
+        total = num_s + num_t
+        step = total if batch_size is None else batch_size
+        if step >= total:
+            joint = self._embed_rows(inputs, {}, None, impute_missing)
+        else:
+            structure = self.structure
+            graph = None if structure is None else structure(inputs.edge_index)
+            joint = None
+            for start in range(0, total, step):
+                index = torch.arange(
+                    start, min(start + step, total), device=inputs.edge_index.device
+                )
+                h = {} if graph is None else {GRAPH: graph[index]}
+                rows = self._embed_rows(inputs, h, index, impute_missing)
+                if joint is None:
+                    joint = rows.new_empty(total, rows.size(1))
+                joint[index] = rows
+        self.train(was_training)
+        return joint[:num_s], joint[num_s:]
+
+    def _embed_rows(
+        self,
+        inputs: PairInputs,
+        h: dict[str, Tensor],
+        index: Tensor | None,
+        impute_missing: bool | None,
+    ) -> Tensor:
+        """Joint embeddings of the entities ``index`` (shared space; ``None``: all,
+        GAT included) given their graph embedding ``h``, imputed as
+        :meth:`embed` says."""
+        if index is None:
+            out = self(inputs.features, inputs.edge_index, inputs.present)
+        else:
+            num_s = self.num_entities[0]
+            source = index[index < num_s]
+            target = index[index >= num_s] - num_s
+            out = self._with_features(
+                h, inputs.features, inputs.present, source, target, index
+            )
         impute = self.impute_missing if impute_missing is None else impute_missing
         if impute and self.lsl is not None:
-            joint = self.fusion(
+            return self.fusion(
                 impute_modalities(out.h, out.present, lsl=self.lsl, lsc=self.lsc)
             )
-        self.train(was_training)
-        return joint[: out.num_source], joint[out.num_source :]
+        return out.joint
 
     def __repr__(self) -> str:
         parts = [

@@ -135,6 +135,25 @@ def test_embed_and_imputation(pair):
     torch.testing.assert_close(model.embed(inputs, impute_missing=True)[0], imp_s)
 
 
+@pytest.mark.parametrize("options", [{}, {"fusion": "concat"}, {"use_lsl": False}])
+def test_embed_in_batches_is_embed_at_once(pair, options):
+    # after the GAT (run once on the whole graph) everything works row by row:
+    # batches, whether they split the sources, the targets or cross from one
+    # to the other, give the embeddings of all rows at once
+    model = small_model(pair, **options)
+    num_s = pair.num_entities[0]
+    for impute in (False, True):
+        whole = torch.cat(model.embed(pair, impute_missing=impute, batch_size=None))
+        for batch_size in (7, num_s - 1, num_s + 5):
+            emb_s, emb_t = model.embed(
+                pair, impute_missing=impute, batch_size=batch_size
+            )
+            assert emb_s.shape[0] == num_s
+            torch.testing.assert_close(torch.cat([emb_s, emb_t]), whole)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        model.embed(pair, batch_size=0)
+
+
 def test_modality_absent_from_one_kg(pair):
     target = pair.target.clone()
     del target["entity"].x_img

@@ -527,7 +527,7 @@ def test_server_killed_mid_round_loses_nothing(run, tmp_path):
             assert state["current"] == 2
             assert b"Pair 3 of 32" in http_get(url, "/")
             process.send_signal(signal.SIGINT)  # Ctrl-C stops it cleanly
-            assert process.wait(timeout=60) == 0
+            assert process.wait(timeout=180) == 0  # slow only on a loaded machine
         finally:
             process.kill()
 
