@@ -227,12 +227,16 @@ def mutual_nearest_neighbours(
     metric: SimilarityMetric = "cosine",
     csls_k: int = 3,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    search: Union[SearchName, FaissSearch] = "exact",
+    search_kwargs: Optional[dict[str, Any]] = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Pairs ``(i, j)`` where ``y_j`` is the best match of ``x_i`` and vice versa.
 
     Returns ``(x_index, y_index, score)``, sorted by decreasing score (most
-    confident first). CSLS is symmetric, so one score matrix serves both
-    directions. A NaN or inf in ``x`` or ``y`` raises a ``ValueError``.
+    confident first). A NaN or inf in ``x`` or ``y`` raises a ``ValueError``.
+    ``search="faiss"`` takes each side's best match from faiss top-k lists
+    (:func:`alignment_candidates` says how CSLS re-scores them); with a flat
+    index, cosine gives the exact pairs.
 
     Shapes:
         x: ``(N_x, d)``, y: ``(N_y, d)`` -> three tensors of shape ``(K,)``
@@ -242,11 +246,17 @@ def mutual_nearest_neighbours(
     if x.size(0) == 0 or y.size(0) == 0:
         empty = torch.empty(0, dtype=torch.long, device=x.device)
         return empty, empty, x.new_empty(0)
-    score_xy, best_y = _topk(x, y, 1, metric, csls_k, chunk_size)
-    _, best_x = _topk(y, x, 1, metric, csls_k, chunk_size)
+    searcher = resolve_search(search, search_kwargs)
+    if searcher is None:
+        score_xy, best_y = _topk(x, y, 1, metric, csls_k, chunk_size)
+        _, best_x = _topk(y, x, 1, metric, csls_k, chunk_size)
+    else:
+        score_xy, best_y, _, _ = _list_topk(x, y, 1, metric, csls_k, searcher)
+        best_x = _list_topk(y, x, 1, metric, csls_k, searcher).index
     best_y, score_xy, best_x = best_y[:, 0], score_xy[:, 0], best_x[:, 0]
     x_index = torch.arange(x.size(0), device=x.device)
-    mutual = best_x[best_y] == x_index
+    # ``-1``: an approximate index found no match
+    mutual = (best_y >= 0) & (best_x[best_y.clamp(min=0)] == x_index)
     x_index, y_index, score = x_index[mutual], best_y[mutual], score_xy[mutual]
     order = score.argsort(descending=True, stable=True)
     return x_index[order], y_index[order], score[order]

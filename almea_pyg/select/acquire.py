@@ -1,11 +1,12 @@
 """DS3 acquisition from embeddings: pool → A, D → DS3 → confident representatives."""
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import torch
 from torch import Tensor
 
+from almea_pyg.metrics.knn import FaissSearch, SearchName
 from almea_pyg.metrics.similarity import DEFAULT_CHUNK_SIZE
 from almea_pyg.select.blocks import balanced_blocks
 from almea_pyg.select.dissimilarity import (
@@ -69,6 +70,8 @@ def ds3_acquire(
     tol: float = 1e-7,
     block_size: Optional[int] = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    search: Union[SearchName, FaissSearch] = "exact",
+    search_kwargs: Optional[dict[str, Any]] = None,
 ) -> DS3Acquisition:
     """Select up to ``budget`` pairs to label with DS3 (Section 3.3, SPEC §6).
 
@@ -112,6 +115,11 @@ def ds3_acquire(
             pairs (memory ``B k²`` instead of ``K²``); ``None`` (default): one
             problem.
         chunk_size: Rows per similarity / distance block.
+        search: The pool's nearest-neighbour search: ``"exact"`` (default),
+            ``"faiss"`` or a :class:`~almea_pyg.metrics.FaissSearch`
+            (:func:`~almea_pyg.select.pool.candidate_pool`).
+        search_kwargs: Arguments of the :class:`~almea_pyg.metrics.FaissSearch`
+            that ``search="faiss"`` builds.
 
     Shapes:
         source_emb: ``(N_s, d)``, target_emb: ``(N_t, d)``, labelled: ``(2, L)``.
@@ -135,6 +143,8 @@ def ds3_acquire(
         csls_k=csls_k,
         prune=prune,
         chunk_size=chunk_size,
+        search=search,
+        search_kwargs=search_kwargs,
     )
     h_s, h_t = pair_embeddings(
         source_emb,

@@ -1,11 +1,12 @@
 """The candidate pool ``Q``: mutual nearest neighbours of unlabelled entities (Eq 3)."""
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
 
+from almea_pyg.metrics.knn import FaissSearch, SearchName
 from almea_pyg.metrics.similarity import (
     DEFAULT_CHUNK_SIZE,
     check_finite,
@@ -60,6 +61,8 @@ def candidate_pool(
     csls_k: int = 3,
     prune: Optional[float] = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    search: Union[SearchName, FaissSearch] = "exact",
+    search_kwargs: Optional[dict[str, Any]] = None,
 ) -> CandidatePool:
     """Mutual nearest neighbours among the entities not excluded (Eq. 3).
 
@@ -79,6 +82,11 @@ def candidate_pool(
         csls_k: Neighbourhood size of CSLS. (default: ``3``)
         prune: Keep only this top fraction of the pool, in ``(0, 1]`` (App. B.6).
         chunk_size: Rows per similarity block.
+        search: ``"exact"`` (chunked), ``"faiss"`` or a
+            :class:`~almea_pyg.metrics.FaissSearch`: the nearest neighbours from
+            faiss top-k lists, for large graphs. (default: ``"exact"``)
+        search_kwargs: Arguments of the :class:`~almea_pyg.metrics.FaissSearch`
+            that ``search="faiss"`` builds.
 
     Shapes:
         source_emb: ``(N_s, d)``, target_emb: ``(N_t, d)`` -> three ``(K,)`` tensors.
@@ -99,7 +107,13 @@ def candidate_pool(
     check_finite("source_emb", source, src)
     check_finite("target_emb", target, tgt)
     i, j, score = mutual_nearest_neighbours(
-        source, target, metric=metric, csls_k=csls_k, chunk_size=chunk_size
+        source,
+        target,
+        metric=metric,
+        csls_k=csls_k,
+        chunk_size=chunk_size,
+        search=search,
+        search_kwargs=search_kwargs,
     )
     if prune is not None:
         keep = max(1, round(prune * i.numel())) if i.numel() else 0

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from clustered_pairs import LABELLED, PERM, SOURCE, TARGET
 
@@ -77,3 +78,12 @@ def test_lambda_rule_rho_rule_and_dissimilarity_options():
     assert torch.equal(code.result.representatives, direct.representatives)
     with pytest.raises(ValueError, match="dissimilarity"):
         ds3_acquire(SOURCE, TARGET, LABELLED, 5, dissimilarity="cosine")
+
+
+def test_faiss_pool_selects_what_the_exact_pool_selects():
+    pytest.importorskip("faiss", reason="faiss is not installed (almea-pyg[faiss])")
+    exact = ds3_acquire(SOURCE, TARGET, LABELLED, 8)
+    listed = ds3_acquire(SOURCE, TARGET, LABELLED, 8, search="faiss")
+    assert len(exact.pool) > 8
+    assert torch.equal(listed.source_index, exact.source_index)
+    assert torch.equal(listed.target_index, exact.target_index)

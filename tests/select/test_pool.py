@@ -45,6 +45,29 @@ def test_chunked_search_and_csls_agree_with_full():
     assert len(csls) > 0 and bool((csls.score[:-1] >= csls.score[1:]).all())
 
 
+@pytest.mark.parametrize("metric", ["cosine", "csls"])
+def test_faiss_search_gives_the_exact_pool(metric):
+    # a flat index finds the exact nearest neighbours; CSLS re-scores lists that
+    # hold every target here, so both metrics give the chunked search's pool
+    pytest.importorskip("faiss", reason="faiss is not installed (almea-pyg[faiss])")
+    g = torch.Generator().manual_seed(1)
+    s, t = torch.randn(60, 8, generator=g), torch.randn(50, 8, generator=g)
+    exclude = torch.tensor([3, 7])
+    exact = candidate_pool(s, t, metric=metric, exclude_source=exclude)
+    listed = candidate_pool(
+        s,
+        t,
+        metric=metric,
+        exclude_source=exclude,
+        search="faiss",
+        search_kwargs={"list_size": 60},
+    )
+    assert len(exact) > 5
+    assert torch.equal(listed.source_index, exact.source_index)
+    assert torch.equal(listed.target_index, exact.target_index)
+    torch.testing.assert_close(listed.score, exact.score)
+
+
 def test_empty_pool_when_everything_is_excluded():
     pool = candidate_pool(SOURCE, TARGET, exclude_target=[0, 1])
     assert len(pool) == 0
