@@ -1,0 +1,328 @@
+"""Cost against size: data, a mini-batch epoch, embedding, evaluation and DS3
+selection on the synthetic pair from 30k to 1M entities per side, with the
+fitted exponent of each.
+
+    python benchmarks/scale.py --sizes 30000 100000 300000 1000000 --threads 1
+
+Each size runs in a fresh process (this script re-invoked with a hidden
+``--worker`` flag), so that its peak memory is its own. In it, one stage after
+another, each timed, with the peak resident memory it reached:
+
+- ``data``: :func:`~almea_pyg.data.synthetic.make_synthetic_pair` with
+  ``num_entities=N`` (power-law degrees, modalities missing at the generator's
+  rates), split into seed / pool / test links;
+- ``train``: the model of :func:`~almea_pyg.pipeline.experiment.build_model`
+  and one mini-batch epoch of :class:`~almea_pyg.train.Trainer` (``--fanouts``,
+  ``--batch-size``);
+- ``embed``: :meth:`~almea_pyg.models.ALMEA.embed` of every entity;
+- ``evaluation``: CSLS ranks of ``--eval-links`` test links among all test
+  targets (:func:`~almea_pyg.metrics.evaluate_alignment`, ``--search``);
+- ``selection``: :func:`~almea_pyg.select.ds3_acquire` of 1 % of the links
+  from the mutual nearest neighbours of the entities neither labelled nor in a
+  test link (``--search``; DS3 in blocks of ``--block-size``).
+
+Writes ``benchmarks/results/scale.json`` (the protocol, every stage at every
+size, and ``cost = a N^b`` fitted by least squares on the log-log points) after
+each size, and a log-log plot of the seconds and peak memory against ``N``.
+``--keep`` keeps the sizes the file already holds (e.g. to add 1M later).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from argparse import SUPPRESS
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch_geometric
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_speed import (  # noqa: E402
+    RESULT_PREFIX,
+    _reset_peak_rss,
+    _run_child,
+    _status_mib,
+    mem_available_gib,
+)
+
+from almea_pyg.data.synthetic import make_synthetic_pair  # noqa: E402
+from almea_pyg.metrics import evaluate_alignment  # noqa: E402
+from almea_pyg.pipeline.experiment import ExperimentConfig, build_model  # noqa: E402
+from almea_pyg.select import ds3_acquire  # noqa: E402
+from almea_pyg.train.memory import limit_heap_fragmentation  # noqa: E402
+from almea_pyg.train.trainer import Trainer  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
+PLOT = Path(__file__).resolve().parents[1] / "docs" / "scale_cost.png"
+STAGES = ("data", "train", "embed", "evaluation", "selection")
+
+
+def stage(result: dict[str, Any], name: str, call: Callable[[], Any]) -> Any:
+    """Run ``call`` as stage ``name``: its seconds, the memory it added to the
+    process's resident level before it, and the process's peak so far."""
+    reset = _reset_peak_rss()
+    before = _status_mib("VmRSS")
+    start = time.perf_counter()
+    out = call()
+    seconds = time.perf_counter() - start
+    peak = _status_mib("VmHWM")
+    result[name] = {
+        "seconds": seconds,
+        "peak_added_mib": peak - before if reset else None,
+        "peak_rss_mib": peak,
+    }
+    logging.info("n=%d %s: %.1f s, peak RSS %.0f MiB", result["n"], name, seconds, peak)
+    return out
+
+
+def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Every stage at ``n`` entities per side, in this process."""
+    limit_heap_fragmentation()
+    result: dict[str, Any] = {"n": n}
+    pair = stage(
+        result,
+        "data",
+        lambda: make_synthetic_pair(num_entities=n, seed=args.seed).split(
+            args.seed_ratio, seed=args.seed, pool_ratio=args.pool_ratio
+        ),
+    )
+    torch.manual_seed(args.seed)
+    config = ExperimentConfig(seed=args.seed, progress=False)
+
+    def train() -> Trainer:
+        trainer = Trainer(
+            build_model(config, pair),
+            pair,
+            lr=config.lr,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=False,
+            fanouts=args.fanouts,
+        )
+        trainer.fit(args.epochs)
+        return trainer
+
+    trainer = stage(result, "train", train)
+    epochs = [row["seconds"] for row in trainer.history]
+    result["train"]["seconds_per_epoch"] = statistics.median(epochs)
+    model = trainer.model
+    emb_s, emb_t = stage(result, "embed", lambda: model.embed(trainer.inputs))
+    test = pair.test_links
+    links = test[:, : args.eval_links]
+    metrics = stage(
+        result,
+        "evaluation",
+        lambda: evaluate_alignment(
+            emb_s, emb_t, links, candidates=test[1], metric="csls", search=args.search
+        ),
+    )
+    result["evaluation"]["metrics"] = metrics
+    budget = max(1, round(0.01 * pair.links.size(1)))
+    picked = stage(
+        result,
+        "selection",
+        lambda: ds3_acquire(
+            emb_s,
+            emb_t,
+            trainer.train_links,
+            budget,
+            exclude_source=test[0],
+            exclude_target=test[1],
+            search=args.search,
+            block_size=args.block_size,
+        ),
+    )
+    result["selection"].update(
+        budget=budget,
+        pool=len(picked.pool),
+        selected=int(picked.source_index.numel()),
+        blocks=None if picked.blocks is None else len(picked.blocks),
+    )
+    result["sizes"] = {
+        "entities": list(pair.num_entities),
+        "graph_edges": int(trainer.inputs.edge_index.size(1)),
+        "links": int(pair.links.size(1)),
+        "train_links": int(pair.train_links.size(1)),
+        "test_links": int(test.size(1)),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    result["threads"] = torch.get_num_threads()
+    return result
+
+
+def fit_exponent(sizes: list[int], costs: list[float]) -> dict[str, float] | None:
+    """``cost = a n^b`` by least squares on ``log cost`` against ``log n``."""
+    points = [(math.log(n), math.log(c)) for n, c in zip(sizes, costs) if c > 0]
+    if len(points) < 2:
+        return None
+    mean_x = statistics.mean(x for x, _ in points)
+    mean_y = statistics.mean(y for _, y in points)
+    sxx = sum((x - mean_x) ** 2 for x, _ in points)
+    b = sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx
+    return {"exponent": b, "coefficient": math.exp(mean_y - b * mean_x)}
+
+
+def fits(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fitted exponent of every stage's seconds and of the peak memory."""
+    done = [run for run in runs if "failed" not in run]
+    sizes = [run["n"] for run in done]
+    out = {
+        f"{name}_seconds": fit_exponent(sizes, [run[name]["seconds"] for run in done])
+        for name in STAGES
+    }
+    out["train_seconds_per_epoch"] = fit_exponent(
+        sizes, [run["train"]["seconds_per_epoch"] for run in done]
+    )
+    out["peak_rss_mib"] = fit_exponent(
+        sizes, [max(run[name]["peak_rss_mib"] for name in STAGES) for run in done]
+    )
+    return out
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    """Seconds of each stage and the peak memory against ``n``, log-log."""
+    from matplotlib.figure import Figure
+
+    done = [run for run in runs if "failed" not in run]
+    sizes = [run["n"] for run in done]
+    fig = Figure(figsize=(9, 3.6))
+    seconds, memory = fig.subplots(1, 2)
+    for name in STAGES:
+        seconds.plot(sizes, [run[name]["seconds"] for run in done], "o-", label=name)
+    memory.plot(
+        sizes,
+        [max(run[name]["peak_rss_mib"] for name in STAGES) / 1024 for run in done],
+        "o-",
+    )
+    for axes, label in ((seconds, "seconds"), (memory, "peak RSS (GiB)")):
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        axes.set_xlabel("entities per side (latent N)")
+        axes.set_ylabel(label)
+        axes.grid(True, which="both", alpha=0.3)
+    seconds.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def protocol(args: argparse.Namespace, load: list[float]) -> dict[str, Any]:
+    return {
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads or torch.get_num_threads(),
+        "machine_note": args.machine_note,
+        "load_average_1min_before_after": load,
+        "mem_available_gib_at_start": args.mem_available_gib,
+        "torch": torch.__version__,
+        "torch_geometric": torch_geometric.__version__,
+        "dataset": f"make_synthetic_pair(num_entities=n, seed={args.seed}) "
+        "(n latent entities; each side keeps ~90 % of them)",
+        "split": f"seed ratio {args.seed_ratio}, pool ratio {args.pool_ratio} "
+        "(links in no split), the rest test; seed "
+        f"{args.seed}",
+        "train": f"build_model defaults (ALMEA, dim 300), {args.epochs} epoch(s), "
+        f"batch {args.batch_size} seed links, fan-outs {args.fanouts}; the stage "
+        "includes building the model and the trainer",
+        "embed": "model.embed of every entity (batched after the GAT)",
+        "evaluation": f"CSLS, left to right, the first {args.eval_links} test "
+        f"links ranked among all test targets, search={args.search!r}",
+        "selection": "ds3_acquire (paper's alpha 0.35), budget 1 % of the links, "
+        "pool: mutual nearest neighbours of the entities neither labelled nor in "
+        f"a test link (no test link can be selected), search={args.search!r}, "
+        f"blocks of {args.block_size}",
+        "memory": "peak_rss_mib: the process's peak resident memory at the end "
+        "of the stage; peak_added_mib: above its resident level before the stage",
+        "fit": "cost = a n^b, least squares on log cost against log n",
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes", nargs="+", type=int, default=[30_000, 100_000, 300_000, 1_000_000]
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed-ratio", type=float, default=0.2)
+    parser.add_argument("--pool-ratio", type=float, default=0.2)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=3500)
+    parser.add_argument("--fanouts", nargs="+", type=int, default=[10, 10])
+    parser.add_argument("--eval-links", type=int, default=2000)
+    parser.add_argument("--search", choices=["exact", "faiss"], default="faiss")
+    parser.add_argument("--block-size", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--machine-note", default="shared with other jobs (expect timing noise)"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the sizes --out already holds (run only the others)",
+    )
+    parser.add_argument("--plot", type=Path, default=PLOT)
+    parser.add_argument("--worker", type=int, help=SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _worker_argv(args: argparse.Namespace, n: int) -> list[str]:
+    argv = [sys.executable, str(Path(__file__).resolve()), "--worker", str(n)]
+    for name in ("seed", "seed_ratio", "pool_ratio", "epochs", "batch_size"):
+        argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    argv += ["--fanouts", *map(str, args.fanouts), "--search", args.search]
+    argv += ["--eval-links", str(args.eval_links)]
+    argv += ["--block-size", str(args.block_size)]
+    if args.threads is not None:
+        argv += ["--threads", str(args.threads)]
+    return argv
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.worker is not None:
+        result = worker(args.worker, args)
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        return result
+    args.mem_available_gib = mem_available_gib()
+    load_before = os.getloadavg()[0]
+    kept = {}
+    if args.keep and args.out.exists():
+        kept = {
+            run["n"]: run
+            for run in json.loads(args.out.read_text())["sizes"]
+            if "failed" not in run
+        }
+    runs: list[dict[str, Any]] = []
+    report: dict[str, Any] = {}
+    for n in args.sizes:
+        run = kept.get(n) or {"n": n, **_run_child(_worker_argv(args, n))}
+        runs.append(run)
+        runs.sort(key=lambda run: run["n"])
+        report = {
+            "protocol": protocol(args, [load_before, os.getloadavg()[0]]),
+            "sizes": runs,
+            "fit": fits(runs),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        logging.info("n=%d done: %s", n, run.get("failed", "ok"))
+    if args.plot is not None:
+        plot(runs, args.plot)
+    return report
+
+
+if __name__ == "__main__":
+    main()

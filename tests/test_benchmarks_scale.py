@@ -1,0 +1,75 @@
+"""benchmarks/scale.py: the exponent fit and a tiny run of every stage."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scale.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("scale", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fit_exponent(bench):
+    fit = bench.fit_exponent([10, 100, 1000], [3.0, 300.0, 30000.0])
+    assert fit["exponent"] == pytest.approx(2.0)
+    assert fit["coefficient"] == pytest.approx(0.03)
+    assert bench.fit_exponent([10], [1.0]) is None
+
+
+def test_tiny_run(bench, monkeypatch, tmp_path):
+    children = []
+
+    def run_child(cmd, env=None):  # the worker in this process, to stay fast
+        children.append(cmd)
+        return bench.main(cmd[2:])
+
+    monkeypatch.setattr(bench, "_run_child", run_child)
+    out, plot = tmp_path / "scale.json", tmp_path / "scale.png"
+    argv = ["--sizes", "400", "800", "--eval-links", "50", "--batch-size", "100"]
+    argv += ["--search", "exact", "--block-size", "20", "--fanouts", "5", "5"]
+    report = bench.main([*argv, "--out", str(out), "--plot", str(plot)])
+    assert json.loads(out.read_text()) == report
+    assert [cmd[cmd.index("--worker") + 1] for cmd in children] == ["400", "800"]
+    assert "search='exact'" in report["protocol"]["evaluation"]
+    small, large = report["sizes"]
+    for run in (small, large):
+        for name in bench.STAGES:
+            assert run[name]["seconds"] > 0 and run[name]["peak_rss_mib"] > 0
+        assert run["train"]["seconds_per_epoch"] > 0
+        assert 0 <= run["evaluation"]["metrics"]["mrr"] <= 100
+        assert run["selection"]["selected"] <= run["selection"]["budget"]
+        assert run["selection"]["pool"] > 20  # split into blocks of 20
+        assert run["selection"]["blocks"] > 1
+    assert large["sizes"]["entities"][0] > small["sizes"]["entities"][0]
+    assert set(report["fit"]) >= {f"{name}_seconds" for name in bench.STAGES}
+    assert report["fit"]["train_seconds"]["exponent"] > 0
+    assert plot.stat().st_size > 0
+
+
+def test_keep_reuses_the_sizes_done(bench, monkeypatch, tmp_path):
+    out = tmp_path / "scale.json"
+    stage = {"seconds": 1.0, "peak_rss_mib": 100.0}
+    done = {"n": 400, **{name: stage for name in bench.STAGES}}
+    done["train"] = {**stage, "seconds_per_epoch": 1.0}
+    out.write_text(json.dumps({"sizes": [done, {"n": 800, "failed": "killed"}]}))
+    children = []
+
+    def run_child(cmd, env=None):  # records what would run; runs nothing
+        children.append(int(cmd[cmd.index("--worker") + 1]))
+        return {"failed": "not run in this test"}
+
+    monkeypatch.setattr(bench, "_run_child", run_child)
+    argv = ["--sizes", "800", "400", "--keep", "--out", str(out)]
+    argv += ["--plot", str(tmp_path / "scale.png")]
+    report = bench.main(argv)
+    assert children == [800]  # a failed size runs again
+    assert [run["n"] for run in report["sizes"]] == [400, 800]
+    assert report["sizes"][0] == done
