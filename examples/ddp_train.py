@@ -32,6 +32,13 @@ parser.add_argument("--seed-ratio", type=float, default=0.2)
 parser.add_argument("--dim", type=int, default=300)
 parser.add_argument("--batch-size", type=int, default=3500, help="global batch")
 parser.add_argument("--latent-chunk-size", type=int, default=512)
+parser.add_argument(
+    "--fanouts",
+    type=int,
+    nargs="+",
+    metavar="K",
+    help="mini-batch training: K sampled neighbours per GAT layer (default: all)",
+)
 parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--epochs", type=int, default=10)
 parser.add_argument("--seed", type=int, default=0)
@@ -59,6 +66,7 @@ trainer = (DistributedTrainer if distributed else Trainer)(
     seed=args.seed,
     output_dir=args.output,
     progress=False,
+    fanouts=args.fanouts,
 )
 trainer.fit(args.epochs)
 if args.output is not None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -62,7 +63,7 @@ def test_buckets_cut_at_the_size_limit_and_at_dtype_changes():
     assert buckets == [[10, 10], [30], [5], [1]]
 
 
-def one_process() -> Trainer:
+def one_process(fanouts: Optional[list[int]]) -> Trainer:
     """The reference: ``examples/ddp_train.py``'s run with the plain Trainer."""
     pair = make_synthetic_pair(num_entities=RUN["entities"], seed=RUN["seed"])
     pair = pair.split(RUN["seed_ratio"], seed=RUN["seed"])
@@ -78,6 +79,7 @@ def one_process() -> Trainer:
             batch_size=RUN["batch_size"],
             seed=RUN["seed"],
             progress=False,
+            fanouts=fanouts,
         )
         trainer.fit(RUN["epochs"])
     return trainer
@@ -103,8 +105,12 @@ def descendants(pid: int) -> list[int]:
     not (dist.is_available() and dist.is_gloo_available()) or sys.platform != "linux",
     reason="needs torch.distributed with gloo, on Linux",
 )
-def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("fanouts", [None, [3, 2]], ids=["full-graph", "mini-batch"])
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, fanouts):
+    # mini-batch: every process draws the same subgraphs from the trainer's
+    # seeded generator (the library's sampler; pyg-lib is not installed here)
     flags = [f"--{key.replace('_', '-')}={value}" for key, value in RUN.items()]
+    flags += ["--fanouts", *map(str, fanouts)] if fanouts else []
     agent = subprocess.Popen(
         [
             sys.executable,
@@ -122,7 +128,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     try:
-        reference = one_process()  # while the two processes train
+        reference = one_process(fanouts)  # while the two processes train
         output, _ = agent.communicate(timeout=TIMEOUT_S)
     finally:
         if agent.poll() is None:  # failed or timed out: leave nothing behind
