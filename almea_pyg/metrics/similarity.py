@@ -215,9 +215,12 @@ def _list_topk(
 
 
 def _mean_found(values: Tensor) -> Tensor:
-    """Row means of the finite ``values`` (the neighbours a search found)."""
+    """Row means of the finite ``values`` (the neighbours a search found); 0, no
+    hubness term, for a row that found none (not NaN, which would compare as
+    no better than any score)."""
     found = torch.isfinite(values)
-    return values.where(found, values.new_zeros(())).sum(dim=1) / found.sum(dim=1)
+    total = values.where(found, values.new_zeros(())).sum(dim=1)
+    return total / found.sum(dim=1).clamp(min=1)
 
 
 def mutual_nearest_neighbours(

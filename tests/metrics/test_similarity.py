@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from almea_pyg.metrics import similarity
 from almea_pyg.metrics.similarity import (
     alignment_candidates,
     check_finite,
@@ -242,3 +243,11 @@ def test_alignment_candidates_faiss_rejects_non_finite_rows() -> None:
         alignment_candidates(x, y, 3, search="faiss")
     with pytest.raises(ValueError, match="metric"):
         alignment_candidates(x, x, 3, metric="dot", search="faiss")
+
+
+def test_mean_of_found_neighbours_is_zero_when_none_was_found() -> None:
+    # an approximate index may find no neighbour for a row: its CSLS term is 0,
+    # never NaN (a NaN score would rank a link first)
+    inf = float("inf")
+    values = torch.tensor([[0.5, 0.3, -inf], [-inf, -inf, -inf]])
+    assert similarity._mean_found(values).tolist() == pytest.approx([0.4, 0.0])
