@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,8 @@ def test_tiny_run(bench, monkeypatch, tmp_path):
         assert run["selection"]["blocks"] > 1
     assert large["sizes"]["entities"][0] > small["sizes"]["entities"][0]
     assert set(report["fit"]) >= {f"{name}_seconds" for name in bench.STAGES}
-    assert report["fit"]["train_seconds"]["exponent"] > 0
+    # the exponent of two tiny sizes is timing noise: only that it was fitted
+    assert all(math.isfinite(fit["exponent"]) for fit in report["fit"].values())
     assert plot.stat().st_size > 0
 
 
