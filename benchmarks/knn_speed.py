@@ -34,11 +34,10 @@ import math
 import os
 import platform
 import sys
-import time
 from argparse import SUPPRESS
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import (  # noqa: E402
     GIB,
     RESULT_PREFIX,
-    _reset_peak_rss,
     _run_child,
-    _status_mib,
+    measure,
     mem_available_gib,
 )
 
@@ -111,17 +109,6 @@ def exact_chunk_size(n: int, block_gib: float) -> int:
     """Rows of the exact search's score blocks against ``n`` targets: the
     library's default, fewer where a float32 block would exceed ``block_gib``."""
     return max(1, min(DEFAULT_CHUNK_SIZE, int(block_gib * GIB / (4 * n))))
-
-
-def measure(call: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
-    """``call()``, its wall seconds and its peak RSS above the level before it."""
-    reset = _reset_peak_rss()
-    before = _status_mib("VmRSS") if reset else _status_mib("VmHWM")
-    start = time.perf_counter()
-    out = call()
-    seconds = time.perf_counter() - start
-    peak = _status_mib("VmHWM") - before
-    return out, {"seconds": seconds, "peak_added_mib": peak}
 
 
 def task_worker(spec: str, args: argparse.Namespace) -> dict[str, Any]:

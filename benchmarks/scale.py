@@ -37,7 +37,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from argparse import SUPPRESS
 from pathlib import Path
 from typing import Any, Callable
@@ -48,9 +47,9 @@ import torch_geometric
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import (  # noqa: E402
     RESULT_PREFIX,
-    _reset_peak_rss,
     _run_child,
     _status_mib,
+    measure,
     mem_available_gib,
 )
 
@@ -67,20 +66,17 @@ STAGES = ("data", "train", "embed", "evaluation", "selection")
 
 
 def stage(result: dict[str, Any], name: str, call: Callable[[], Any]) -> Any:
-    """Run ``call`` as stage ``name``: its seconds, the memory it added to the
-    process's resident level before it, and the process's peak so far."""
-    reset = _reset_peak_rss()
-    before = _status_mib("VmRSS")
-    start = time.perf_counter()
-    out = call()
-    seconds = time.perf_counter() - start
-    peak = _status_mib("VmHWM")
-    result[name] = {
-        "seconds": seconds,
-        "peak_added_mib": peak - before if reset else None,
-        "peak_rss_mib": peak,
-    }
-    logging.info("n=%d %s: %.1f s, peak RSS %.0f MiB", result["n"], name, seconds, peak)
+    """Run ``call`` as stage ``name``: :func:`measure`'s seconds and added peak,
+    and the process's peak so far."""
+    out, result[name] = measure(call)
+    result[name]["peak_rss_mib"] = peak = _status_mib("VmHWM")
+    logging.info(
+        "n=%d %s: %.1f s, peak RSS %.0f MiB",
+        result["n"],
+        name,
+        result[name]["seconds"],
+        peak,
+    )
     return out
 
 

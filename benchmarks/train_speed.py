@@ -50,7 +50,7 @@ import sys
 import time
 from argparse import SUPPRESS
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -563,6 +563,17 @@ def _reset_peak_rss() -> bool:
     except OSError:
         return False
     return True
+
+
+def measure(call: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+    """``call()``, its wall seconds and its peak RSS above the level before it."""
+    reset = _reset_peak_rss()
+    before = _status_mib("VmRSS") if reset else _status_mib("VmHWM")
+    start = time.perf_counter()
+    out = call()
+    seconds = time.perf_counter() - start
+    peak = _status_mib("VmHWM") - before
+    return out, {"seconds": seconds, "peak_added_mib": peak}
 
 
 def _status_mib(key: str) -> float:
