@@ -17,7 +17,7 @@ from typing import Any
 from almea_pyg.active.labels import unanswered_pairs, write_label_request
 from almea_pyg.active.loop import ActiveLearningConfig, is_budget
 from almea_pyg.data.missing import FILL_METHODS
-from almea_pyg.models import latent_diagnostics
+from almea_pyg.models import IMPUTERS, latent_diagnostics
 from almea_pyg.pipeline.experiment import (
     DATASETS,
     DEFAULT_DIM,
@@ -173,6 +173,13 @@ def add_train_arguments(
     )
     run.add_argument(
         "--impute", action="store_true", help="impute missing modalities at inference"
+    )
+    run.add_argument(
+        "--imputer",
+        choices=IMPUTERS,
+        help="what imputes with --impute: lsl (LSL's decoders, the paper; the "
+        "default) or linear (a ridge regression on the entity's other modalities, "
+        "fitted on the trained embeddings)",
     )
     run.add_argument("--no-progress", action="store_true")
     missing = parser.add_argument_group(
@@ -364,6 +371,8 @@ def config_from_args(
         model["dim"] = given["dim"]
     if "impute" in given:
         model["impute_missing"] = True
+    if given.get("imputer") is not None:
+        model["imputer"] = given["imputer"]
     updates["model"] = model
     updates["search"], updates["search_kwargs"] = search_from_args(
         given, config.search, config.search_kwargs

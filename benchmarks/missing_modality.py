@@ -1,4 +1,4 @@
-"""Missing modalities, controlled: remove one, fill it four ways, score what it hit.
+"""Missing modalities, controlled: remove one, fill it, score what it hit.
 
 A cell is one :func:`almea_pyg.pipeline.experiment.run_experiment` of ALMEA
 (w/o ACS) on a dataset whose modality ``m`` was removed from a share ``p`` of each
@@ -10,15 +10,21 @@ KG's entities (seeded by the run's seed, after the split: ``drop_modality``,
 - ``propagate``: feature propagation over the relation graph
   (``fill="propagate"``);
 - ``lsl``: left missing and imputed by LSL's decoders at inference
-  (``impute_missing=True``).
+  (``impute_missing=True``);
+- ``linear``: left missing and imputed at inference by a ridge regression on
+  the entity's other modalities, fitted on the trained model's embeddings
+  (``imputer="linear"``, :class:`~almea_pyg.nn.LinearImputer`);
+- ``lsl_kl``: LSL with its KL term per latent dimension rather than summed over
+  them (``lambda_dml = 1 / dim``, as ``L_URL`` is a mean over dimensions), and
+  imputing: a model trained differently, so a cell of its own.
 
 Every cell writes one JSON (its protocol, its metrics, the Hits@k and MRR of the
 test links whose source or target lost ``m`` and of the rest, the R² of the fill
-and of LSL's imputation on the removed rows) into ``--results``, and its run
+and of the model's imputer on the removed rows) into ``--results``, and its run
 folder under ``--work-dir``. Done cells are skipped, an interrupted one resumes
-from its checkpoint. ``impute_missing`` changes inference only, so an ``lsl``
-cell whose ``zero`` cell is done evaluates that cell's final checkpoint instead
-of training the same model again (the same result, exactly).
+from its checkpoint. The imputers of ``lsl`` and ``linear`` change inference
+only, so such a cell whose ``zero`` cell is done evaluates that cell's final
+checkpoint instead of training the same model again (the same result, exactly).
 
     python benchmarks/missing_modality.py --datasets synthetic --modalities img \\
         --fractions 0.4 --seeds 0 1 2 --threads 1
@@ -61,14 +67,19 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "missing_modality"
 WORK_DIR = ROOT / "runs" / "missing_modality"
 
-#: Method -> (fill before training, LSL imputation at inference).
-METHODS: dict[str, tuple[str, bool]] = {
-    "zero": ("zero", False),
-    "mean": ("mean", False),
-    "propagate": ("propagate", False),
-    "lsl": ("zero", True),
+#: Method -> (fill before training, model settings). ``lambda_dml`` ``None``:
+#: one over the embedding size (the KL term per latent dimension).
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "zero": ("zero", {"impute_missing": False}),
+    "mean": ("mean", {"impute_missing": False}),
+    "propagate": ("propagate", {"impute_missing": False}),
+    "lsl": ("zero", {"impute_missing": True}),
+    "linear": ("zero", {"impute_missing": True, "imputer": "linear"}),
+    "lsl_kl": ("zero", {"impute_missing": True, "lambda_dml": None}),
 }
 REFERENCE = "zero"
+#: Methods whose model trains as the ``zero`` cell's does (inference differs).
+INFERENCE_ONLY = ("lsl", "linear")
 #: The summary's columns: (part, metric) of ``missing_modality``, CSLS.
 COLUMNS = (
     ("affected", "mrr"),
@@ -121,7 +132,10 @@ def epochs(args: argparse.Namespace, dataset: str) -> int:
 
 
 def cell_config(cell: Cell, args: argparse.Namespace) -> ExperimentConfig:
-    fill, impute = METHODS[cell.method]
+    fill, settings = METHODS[cell.method]
+    model = {"dim": args.dim, **settings}
+    if "lambda_dml" in model:
+        model["lambda_dml"] = 1 / args.dim
     return ExperimentConfig(
         dataset=cell.dataset,
         data_dir=args.data_dir,
@@ -130,7 +144,7 @@ def cell_config(cell: Cell, args: argparse.Namespace) -> ExperimentConfig:
         epochs=cell.epochs,
         device=args.device,
         output=str(args.work_dir / cell.name),
-        model={"dim": args.dim, "impute_missing": impute},
+        model=model,
         progress=False,
         drop_modality=cell.modality,
         drop_fraction=cell.fraction,
@@ -143,8 +157,8 @@ def cell_path(cell: Cell, results: Path) -> Path:
 
 
 def run_cell(cell: Cell, args: argparse.Namespace) -> Path:
-    """Run ``cell`` (resuming its folder's checkpoint; an ``lsl`` cell from its
-    done ``zero`` cell's final checkpoint) and write its JSON."""
+    """Run ``cell`` (resuming its folder's checkpoint; an :data:`INFERENCE_ONLY`
+    cell from its done ``zero`` cell's final checkpoint) and write its JSON."""
     config = cell_config(cell, args)
     folder = Path(config.output)
     zero = cell.sibling(REFERENCE)
@@ -152,13 +166,16 @@ def run_cell(cell: Cell, args: argparse.Namespace) -> Path:
     if folder.joinpath(CHECKPOINT_FILE).exists():
         result = run_experiment(config, resume=True)
     else:
-        if cell.method == "lsl" and cell_path(zero, args.results).exists():
+        if cell.method in INFERENCE_ONLY and cell_path(zero, args.results).exists():
             warm_start = args.work_dir / zero.name / CHECKPOINT_FILE
         result = run_experiment(config, overwrite=True, warm_start=warm_start)
     record = {
         "cell": asdict(cell),
         "warm_start": zero.name if warm_start is not None else None,
-        **{k: result[k] for k in ("protocol", "metrics", "missing_modality")},
+        **{
+            k: result[k]
+            for k in ("protocol", "metrics", "imputer_fit", "missing_modality")
+        },
         "latent_diagnostics": result["latent_diagnostics"],
         "timing": result["timing"],
         "config": result["config"],
@@ -252,7 +269,7 @@ def format_markdown(summary: list[dict[str, Any]]) -> str:
             "",
             "| method | seeds | affected links | affected MRR | affected Hits@1 "
             "| rest MRR | rest Hits@1 | all MRR | fill R² (features) "
-            "| LSL imputation R² (h^m) |",
+            "| imputer R² (h^m) |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for method, row in block["methods"].items():

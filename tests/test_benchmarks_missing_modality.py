@@ -23,24 +23,26 @@ def test_cells_and_what_each_method_runs(mm, tmp_path):
     argv = ["--modalities", "img", "attr", "--fractions", "0.4", "--seeds", "0", "1"]
     args = mm.build_parser().parse_args(argv + ["--work-dir", str(tmp_path)])
     cells = mm.grid_cells(args)
-    assert len(cells) == 2 * 2 * 4
+    assert len(cells) == 2 * 2 * 6
     assert {cell.epochs for cell in cells} == {100}  # the synthetic schedule
     names = [cell.name for cell in cells]
-    assert names[:4] == [
-        f"synthetic-img-p0.4-{method}-e100-s0"
-        for method in ("zero", "mean", "propagate", "lsl")
-    ]
+    methods = ("zero", "mean", "propagate", "lsl", "linear", "lsl_kl")
+    assert names[:6] == [f"synthetic-img-p0.4-{method}-e100-s0" for method in methods]
     settings = {}
-    for cell in cells[:4]:
+    for cell in cells[:6]:
         config = mm.cell_config(cell, args)
         assert (config.drop_modality, config.drop_fraction) == ("img", 0.4)
         assert config.seed == 0 and config.output == str(tmp_path / cell.name)
-        settings[cell.method] = (config.fill, config.model["impute_missing"])
+        model = dict(config.model)
+        assert model.pop("dim") == 300
+        settings[cell.method] = (config.fill, model)
     assert settings == {
-        "zero": ("zero", False),
-        "mean": ("mean", False),
-        "propagate": ("propagate", False),
-        "lsl": ("zero", True),
+        "zero": ("zero", {"impute_missing": False}),
+        "mean": ("mean", {"impute_missing": False}),
+        "propagate": ("propagate", {"impute_missing": False}),
+        "lsl": ("zero", {"impute_missing": True}),
+        "linear": ("zero", {"impute_missing": True, "imputer": "linear"}),
+        "lsl_kl": ("zero", {"impute_missing": True, "lambda_dml": 1 / 300}),
     }
 
 
@@ -50,15 +52,30 @@ def test_done_cells_are_skipped_and_lsl_evaluates_the_zero_checkpoint(
     tiny = ["--modalities", "img", "--fractions", "0.4", "--seeds", "0"]
     tiny += ["--epochs", "1", "--dim", "8", "--threads", "1"]
     results, work = tmp_path / "results", tmp_path / "work"
-    argv = tiny + ["--methods", "zero", "lsl", "--results", str(results)]
+    argv = tiny + ["--methods", "zero", "lsl", "linear", "--results", str(results)]
     assert mm.main(argv + ["--work-dir", str(work)]) == 0
-    zero, lsl = (
+    zero, lsl, linear = (
         json.loads((results / f"synthetic-img-p0.4-{m}-e1-s0.json").read_text())
-        for m in ("zero", "lsl")
+        for m in ("zero", "lsl", "linear")
     )
-    assert lsl["warm_start"] == "synthetic-img-p0.4-zero-e1-s0"
+    assert lsl["warm_start"] == linear["warm_start"] == "synthetic-img-p0.4-zero-e1-s0"
     assert zero["warm_start"] is None
     assert lsl["protocol"]["imputer"] == "lsl" and zero["protocol"]["imputer"] is None
+    assert linear["protocol"]["imputer"] == "linear"
+    assert linear["metrics"]["csls_impute_false"] == zero["metrics"]["csls"]
+    # a modality is imputed where its held-out R^2 clears the bar; a 1-epoch
+    # model's may not, and then the cell scores as zero-fill
+    fit = linear["imputer_fit"]
+    assert set(fit) == {"graph", "attr", "img", "rel"} and zero["imputer_fit"] is None
+    imputes = any(fit[m]["imputes"] for m in ("attr", "img", "rel"))
+    assert imputes == (linear["metrics"]["csls"] != zero["metrics"]["csls"])
+    # R^2 of each model's own imputer on the removed rows: the least-squares
+    # fit beats LSL's untrained decoders
+    r2 = {
+        m["protocol"]["imputer"]: m["missing_modality"]["imputation_r2"]
+        for m in (lsl, linear)
+    }
+    assert r2["linear"] > r2["lsl"]
     assert lsl["protocol"]["removed_modality"] == "img"
     assert lsl["metrics"]["csls_impute_false"] == zero["metrics"]["csls"]
     # the same as training the lsl cell itself

@@ -399,6 +399,27 @@ def test_dbp15k_by_name_and_by_path(dbp15k_dir, tmp_path, capsys):
     assert protocol["train_links"] + protocol["test_links"] == 15000
 
 
+def test_the_linear_imputer_from_the_command_line(tmp_path):
+    # it imputes for the base model, which has no LSL
+    argv = ["train", "--epochs", "1", "--dim", "8", "--no-progress"]
+    argv += ["--variant", "base", "--impute", "--imputer", "linear"]
+    assert main(argv + ["--output", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["config"]["model"] == {
+        "dim": 8,
+        "impute_missing": True,
+        "imputer": "linear",
+    }
+    protocol = result["protocol"]
+    assert (protocol["impute_missing"], protocol["imputer"]) == (True, "linear")
+    assert "csls_impute_false" in result["metrics"]
+    fit = result["imputer_fit"]
+    assert set(fit) == {"graph", "attr", "img", "rel"}
+    assert all(-1 < row["heldout_r2"] < 1 for row in fit.values())
+    with pytest.raises(SystemExit):
+        main(["train", "--imputer", "knn"])
+
+
 def print_config(argv, capsys):
     assert main(["train", *argv, "--print-config"]) == 0
     return json.loads(capsys.readouterr().out)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterator
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +17,7 @@ from almea_pyg.models.loss import ALMEALoss
 from almea_pyg.nn.conv import CSRGATConv
 from almea_pyg.nn.encoders import FeatureEncoder, StructuralEncoder
 from almea_pyg.nn.fusion import FusionMode, ModalityFusion
+from almea_pyg.nn.imputer import LinearImputer
 from almea_pyg.nn.losses import UncertaintyWeighting
 from almea_pyg.nn.lsc import LatentSemanticCalibration
 from almea_pyg.nn.lsl import LatentSemanticLearning
@@ -23,6 +25,10 @@ from almea_pyg.nn.lsl import LatentSemanticLearning
 GRAPH = "graph"
 #: Entities :meth:`ALMEA.embed` passes through the layers after the GAT at once.
 EMBED_BATCH_SIZE = 65536
+#: How :meth:`ALMEA.embed` imputes: LSL's decoders (the paper) or a ridge
+#: regression on the other modalities (:class:`~almea_pyg.nn.LinearImputer`).
+Imputer = Literal["lsl", "linear"]
+IMPUTERS: tuple[str, ...] = ("lsl", "linear")
 
 
 class ALMEAOutput(NamedTuple):
@@ -87,6 +93,11 @@ class ALMEA(nn.Module):
             default: on FB15K-DB15K (20 %, 150 epochs) imputed embeddings
             scored MRR 50.57 against 50.92 without; every result file reports
             the other setting too. (default: ``False``)
+        imputer (str): What imputes: ``"lsl"``, LSL's decoders (the paper; needs
+            ``use_lsl``, else nothing is imputed), or ``"linear"``, a
+            :class:`~almea_pyg.nn.LinearImputer` refitted on the model's
+            embeddings of both KGs whenever :meth:`embed` imputes (works with
+            the base model too). (default: ``"lsl"``)
 
     The loss settings go to :attr:`criterion`, an
     :class:`~almea_pyg.models.ALMEALoss`.
@@ -115,10 +126,13 @@ class ALMEA(nn.Module):
         ial_temperature: float = 4.0,
         latent_chunk_size: int | None = 512,
         impute_missing: bool = False,
+        imputer: Imputer = "lsl",
     ) -> None:
         super().__init__()
         if dim < 1:
             raise ValueError(f"dim must be at least 1, got {dim}")
+        if imputer not in IMPUTERS:
+            raise ValueError(f"imputer must be one of {IMPUTERS}, got {imputer!r}")
         self.num_entities = tuple(num_entities)
         self.in_channels = dict(in_channels)
         self.dim = dim
@@ -126,6 +140,7 @@ class ALMEA(nn.Module):
         self.use_lsl = use_lsl
         self.use_lsc = use_lsc
         self.impute_missing = impute_missing
+        self.imputer = imputer
         #: The training objective (parameter-free; see :meth:`loss`).
         self.criterion = ALMEALoss(
             lambda_scl=lambda_scl,
@@ -166,6 +181,10 @@ class ALMEA(nn.Module):
             LatentSemanticCalibration(self.modalities, dim, calibrate=use_lsc)
             if use_lsl
             else None
+        )
+        #: The fitted imputer of ``imputer="linear"`` (not in the state dict).
+        self.linear_imputer = (
+            LinearImputer(self.modalities, dim) if imputer == "linear" else None
         )
         self.reset_parameters()
 
@@ -332,6 +351,51 @@ class ALMEA(nn.Module):
         """The global fusion weights :math:`\\pi_m` by modality (they sum to 1)."""
         return dict(zip(self.fusion.modalities, self.fusion.weights.tolist()))
 
+    @property
+    def can_impute(self) -> bool:
+        """Whether :meth:`impute` has an imputer: a linear one, or LSL."""
+        return self.imputer == "linear" or self.lsl is not None
+
+    def impute(
+        self, h: dict[str, Tensor], present: dict[str, Tensor]
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """``h`` with the missing modality embeddings imputed by the model's
+        ``imputer``, and the presence masks after it: LSL imputes every one, a
+        linear imputer (fitted first: :meth:`fit_imputer`) those of the
+        modalities it predicts on held-out entities.
+
+        Shapes:
+            ``{m: (N, d)}``, ``{m: (N,)}`` -> ``({m: (N, d)}, {m: (N,)})``
+        """
+        if self.linear_imputer is not None:
+            return self.linear_imputer(h, present)
+        if self.lsl is None or self.lsc is None:
+            raise RuntimeError(
+                "LSL imputation needs use_lsl=True; imputer='linear' works without"
+            )
+        imputed = impute_modalities(h, present, lsl=self.lsl, lsc=self.lsc)
+        return imputed, {m: torch.ones_like(mask) for m, mask in present.items()}
+
+    @torch.no_grad()
+    def fit_imputer(
+        self,
+        data: MMKGPair | PairInputs,
+        *,
+        batch_size: int | None = EMBED_BATCH_SIZE,
+    ) -> None:
+        """Fit the linear imputer on the modality embeddings of every entity of
+        ``data`` (in eval mode, ``batch_size`` entities at a time); nothing to
+        do for LSL, whose decoders are trained with the model."""
+        if self.linear_imputer is None:
+            return
+        inputs = self.inputs(data) if isinstance(data, MMKGPair) else data
+        was_training = self.training
+        self.eval()
+        self.linear_imputer.fit(
+            (out.h, out.present) for _, out in self._outputs(inputs, batch_size)
+        )
+        self.train(was_training)
+
     @torch.no_grad()
     def embed(
         self,
@@ -343,64 +407,63 @@ class ALMEA(nn.Module):
         """Joint embeddings of all source and target entities, ``(N_s, D), (N_t,
         D)``, of a pair or of its :meth:`inputs`, in eval mode.
 
-        With ``impute_missing`` (default: the model's setting; needs LSL), missing
-        modality embeddings are replaced by the decoder's reconstruction before
-        fusion. The GAT runs once on the whole graph; everything after it works
-        row by row, ``batch_size`` entities at a time (``None``: all at once), so
-        that the modality embeddings of only one batch are held besides the
-        graph's: the result is the same.
+        With ``impute_missing`` (default: the model's setting), missing modality
+        embeddings are replaced by :meth:`impute` before fusion (with
+        ``imputer="linear"``, fitted first on ``data``: :meth:`fit_imputer`). The
+        GAT runs once on the whole graph; everything after it works row by row,
+        ``batch_size`` entities at a time (``None``: all at once), so that the
+        modality embeddings of only one batch are held besides the graph's: the
+        result is the same.
         """
         inputs = self.inputs(data) if isinstance(data, MMKGPair) else data
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        impute = self.impute_missing if impute_missing is None else impute_missing
+        impute = impute and self.can_impute
+        if impute:
+            self.fit_imputer(inputs, batch_size=batch_size)
         was_training = self.training
         self.eval()
-        num_s, num_t = self.num_entities
-        total = num_s + num_t
-        step = total if batch_size is None else batch_size
-        if step >= total:
-            joint = self._embed_rows(inputs, {}, None, impute_missing)
-        else:
-            structure = self.structure
-            graph = None if structure is None else structure(inputs.edge_index)
-            joint = None
-            for start in range(0, total, step):
-                index = torch.arange(
-                    start, min(start + step, total), device=inputs.edge_index.device
-                )
-                h = {} if graph is None else {GRAPH: graph[index]}
-                rows = self._embed_rows(inputs, h, index, impute_missing)
-                if joint is None:
-                    joint = rows.new_empty(total, rows.size(1))
-                joint[index] = rows
+        num_s = self.num_entities[0]
+        joint = None
+        for index, out in self._outputs(inputs, batch_size):
+            rows = (
+                self.fusion(*self.impute(out.h, out.present)) if impute else out.joint
+            )
+            if index is None:
+                joint = rows
+                break
+            if joint is None:
+                joint = rows.new_empty(sum(self.num_entities), rows.size(1))
+            joint[index] = rows
         self.train(was_training)
         return joint[:num_s], joint[num_s:]
 
-    def _embed_rows(
-        self,
-        inputs: PairInputs,
-        h: dict[str, Tensor],
-        index: Tensor | None,
-        impute_missing: bool | None,
-    ) -> Tensor:
-        """Joint embeddings of the entities ``index`` (shared space; ``None``: all,
-        GAT included) given their graph embedding ``h``, imputed as
-        :meth:`embed` says."""
-        if index is None:
-            out = self(inputs.features, inputs.edge_index, inputs.present)
-        else:
-            num_s = self.num_entities[0]
+    def _outputs(
+        self, inputs: PairInputs, batch_size: int | None
+    ) -> Iterator[tuple[Tensor | None, ALMEAOutput]]:
+        """:meth:`forward` of every entity, ``batch_size`` at a time (``None``:
+        all at once), the GAT run once on the whole graph: ``(index, output)``
+        per batch, ``index`` its rows in the shared space (``None``: all)."""
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        total = sum(self.num_entities)
+        if batch_size is None or batch_size >= total:
+            yield None, self(inputs.features, inputs.edge_index, inputs.present)
+            return
+        num_s = self.num_entities[0]
+        graph = None if self.structure is None else self.structure(inputs.edge_index)
+        for start in range(0, total, batch_size):
+            index = torch.arange(
+                start, min(start + batch_size, total), device=inputs.edge_index.device
+            )
+            h = {} if graph is None else {GRAPH: graph[index]}
             source = index[index < num_s]
             target = index[index >= num_s] - num_s
-            out = self._with_features(
-                h, inputs.features, inputs.present, source, target, index
+            yield (
+                index,
+                self._with_features(
+                    h, inputs.features, inputs.present, source, target, index
+                ),
             )
-        impute = self.impute_missing if impute_missing is None else impute_missing
-        if impute and self.lsl is not None:
-            return self.fusion(
-                impute_modalities(out.h, out.present, lsl=self.lsl, lsc=self.lsc)
-            )
-        return out.joint
 
     def __repr__(self) -> str:
         parts = [

@@ -75,16 +75,17 @@ def imputation_r2(
     *,
     chunk_size: int = 4096,
 ) -> float | None:
-    """:math:`R^2` of LSL's imputation of ``h^m`` on ``rows`` only, as
-    :func:`latent_diagnostics` computes ``imputation_r2`` over all entities.
+    """:math:`R^2` of the model's imputation (:meth:`~ALMEA.impute`: LSL's, as
+    :func:`latent_diagnostics` computes ``imputation_r2`` over all entities, or
+    a fitted linear one) of ``h^m`` on ``rows``, were ``m`` missing there.
 
     ``rows`` index the pair's shared entity space (target entity ``j`` is
     ``N_s + j``); the target is ``h^m`` of their features in ``data``, whatever
     its mask says, so a controlled benchmark can pass the true features of
     entities the model was trained without. ``None`` for no rows.
     """
-    if model.lsl is None or model.lsc is None:
-        raise RuntimeError("imputation needs LSL (use_lsl=True)")
+    if not model.can_impute:
+        raise RuntimeError("imputation needs LSL (use_lsl=True) or imputer='linear'")
     if rows.numel() == 0:
         return None
     inputs = model.inputs(data) if isinstance(data, MMKGPair) else data
@@ -92,7 +93,22 @@ def imputation_r2(
     model.eval()
     out = model(inputs.features, inputs.edge_index, inputs.present)
     rows = rows.to(inputs.edge_index.device)
-    sums = _chunked_sums(model, modality, out, rows, chunk_size)
+    sums: dict[str, Tensor] = {}
+    for chunk in rows.split(chunk_size):
+        h = {k: out.h[k][chunk] for k in model.modalities}
+        present = {k: out.present[k][chunk] for k in model.modalities}
+        present[modality] = torch.zeros_like(present[modality])
+        imputed, after = model.impute(h, present)
+        # rows it leaves missing count as the zero vector
+        imputed = imputed[modality] * after[modality].unsqueeze(-1)
+        target = h[modality]
+        part = {
+            "target": target.sum(dim=0),
+            "target_sq": target.pow(2).sum(),
+            "imputed_sse": (imputed - target).pow(2).sum(),
+        }
+        for key, value in part.items():
+            sums[key] = sums.get(key, 0) + value.double()
     model.train(was_training)
     return _r2(sums, "imputed_sse", rows.numel())
 

@@ -1,8 +1,9 @@
-"""Reusable modules: encoders, fusion, LSL, LSC and the alignment losses."""
+"""Reusable modules: encoders, fusion, LSL, LSC, imputation and the losses."""
 
 from almea_pyg.nn.conv import CSRGATConv
 from almea_pyg.nn.encoders import FeatureEncoder, StructuralEncoder
 from almea_pyg.nn.fusion import ModalityFusion
+from almea_pyg.nn.imputer import LinearImputer
 from almea_pyg.nn.losses import (
     UncertaintyWeighting,
     info_nce,
@@ -19,6 +20,7 @@ __all__ = [
     "CSRGATConv",
     "FeatureEncoder",
     "LSLOutput",
+    "LinearImputer",
     "LatentSemanticCalibration",
     "LatentSemanticLearning",
     "ModalityFusion",

@@ -411,7 +411,12 @@ def _run_experiment(
     metrics = evaluate_test_links(
         model, trainer.inputs, links=trainer.test_links, search=search or "exact"
     )
-    if model.lsl is not None:
+    imputer_fit = (
+        model.linear_imputer.summary()
+        if model.linear_imputer is not None and model.impute_missing
+        else None
+    )
+    if model.can_impute:
         # The other imputation setting, to keep measuring which default is right.
         model.impute_missing = not model.impute_missing
         metrics[f"csls_impute_{model.impute_missing}".lower()] = trainer.evaluate()
@@ -425,7 +430,7 @@ def _run_experiment(
         if drop is not None
         else None
     )
-    imputes = model.lsl is not None and model.impute_missing
+    imputes = model.can_impute and model.impute_missing
     epoch_seconds = [row["seconds"] for row in trainer.history]
     result = {
         "status": status,
@@ -442,11 +447,11 @@ def _run_experiment(
             "warmup_epochs": epochs,
             "variant": config.variant,
             "modalities": model.modalities,
-            "impute_missing": model.impute_missing if model.lsl is not None else None,
+            "impute_missing": model.impute_missing if model.can_impute else None,
             "removed_modality": config.drop_modality,
             "removed_fraction": config.drop_fraction,
             "fill": config.fill,
-            "imputer": "lsl" if imputes else None,
+            "imputer": model.imputer if imputes else None,
             "active_learning": active is not None,
             "strategy": active.strategy if active else None,
             "oracle": active.oracle if active else None,
@@ -466,6 +471,7 @@ def _run_experiment(
             "max_grad_norm": optimizer["max_grad_norm"],
         },
         "metrics": metrics,
+        "imputer_fit": imputer_fit,
         "rounds": learner.rounds if learner is not None else [],
         "timing": {
             "train_seconds": train_seconds,

@@ -126,8 +126,9 @@ def evaluate_missing(
     side, the number of ``affected`` test links (source or target lost the
     modality) and of the ``rest``, :func:`split_ranking` of both at the model's
     own imputation setting, :func:`fill_r2` (feature space), and
-    ``imputation_r2``: :func:`~almea_pyg.models.imputation_r2` of LSL on the
-    lost rows against ``h^m`` of their true features (``None`` without LSL).
+    ``imputation_r2``: :func:`~almea_pyg.models.imputation_r2` of the model's
+    imputer (LSL, or a linear one fitted on ``pair``) on the lost rows against
+    ``h^m`` of their true features (``None`` for a model that cannot impute).
     """
     lost = lost_entities(original, drop)
     links = links.to(lost[0].device)
@@ -140,7 +141,8 @@ def evaluate_missing(
         "fill_r2": fill_r2(original, pair, drop.name, lost),
         "imputation_r2": None,
     }
-    if model.lsl is not None and drop.name in model.in_channels:
+    if model.can_impute and drop.name in model.in_channels:
+        model.fit_imputer(pair)
         inputs = model.inputs(pair)
         inputs.features[drop.name] = model.inputs(original).features[drop.name]
         rows = torch.cat([lost[0], lost[1]]).nonzero().flatten()

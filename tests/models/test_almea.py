@@ -135,7 +135,16 @@ def test_embed_and_imputation(pair):
     torch.testing.assert_close(model.embed(inputs, impute_missing=True)[0], imp_s)
 
 
-@pytest.mark.parametrize("options", [{}, {"fusion": "concat"}, {"use_lsl": False}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"fusion": "concat"},
+        {"use_lsl": False},
+        {"imputer": "linear"},
+        {"use_lsl": False, "imputer": "linear"},
+    ],
+)
 def test_embed_in_batches_is_embed_at_once(pair, options):
     # after the GAT (run once on the whole graph) everything works row by row:
     # batches, whether they split the sources, the targets or cross from one
@@ -152,6 +161,34 @@ def test_embed_in_batches_is_embed_at_once(pair, options):
             torch.testing.assert_close(torch.cat([emb_s, emb_t]), whole)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         model.embed(pair, batch_size=0)
+
+
+def test_linear_imputer(pair):
+    # fitted on the model's embeddings whenever embed imputes; it imputes for
+    # the base model too, where LSL's imputation does nothing
+    with pytest.raises(ValueError, match="imputer must be one of"):
+        small_model(pair, imputer="knn")
+    for options in ({}, {"use_lsl": False}):
+        model = small_model(pair, imputer="linear", **options)
+        assert (
+            model.can_impute
+            and model.state_dict().keys()
+            == small_model(pair, **options).state_dict().keys()
+        )
+        plain = torch.cat(model.embed(pair, impute_missing=False))
+        imputed = torch.cat(model.embed(pair, impute_missing=True))
+        present = model.inputs(pair).present
+        complete = torch.stack(list(present.values())).all(dim=0)
+        changed = ~torch.isclose(plain, imputed).all(dim=1)
+        assert changed.any() and not (changed & complete).any()
+    base = small_model(pair, use_lsl=False)
+    assert not base.can_impute
+    torch.testing.assert_close(
+        torch.cat(base.embed(pair, impute_missing=True)),
+        torch.cat(base.embed(pair, impute_missing=False)),
+    )
+    with pytest.raises(RuntimeError, match="LSL imputation needs use_lsl"):
+        base.impute({}, {})
 
 
 def test_modality_absent_from_one_kg(pair):

@@ -68,6 +68,19 @@ def test_need_lsl(pair):
         imputation_r2(small_model(pair, use_lsl=False), pair, "attr", torch.ones(1))
 
 
+def test_imputation_r2_of_a_linear_imputer(pair):
+    # the base model has no LSL but a linear imputer; fitted by least squares
+    # on every entity having attr, its in-sample R^2 there is about >= 0
+    model = small_model(pair, use_lsl=False, imputer="linear")
+    rows = model.inputs(pair).present["attr"].nonzero().flatten()
+    with pytest.raises(RuntimeError, match="not fitted"):
+        imputation_r2(model, pair, "attr", rows)
+    model.fit_imputer(pair)
+    r2 = imputation_r2(model, pair, "attr", rows)
+    assert 0.0 <= r2 < 1.0
+    assert imputation_r2(model, pair, "attr", rows, chunk_size=7) == pytest.approx(r2)
+
+
 def test_imputation_r2_of_rows_is_the_diagnostics_over_those_rows(pair):
     model = small_model(pair)
     inputs = model.inputs(pair)
