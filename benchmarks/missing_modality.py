@@ -215,6 +215,8 @@ def _values(record: dict[str, Any]) -> dict[str, float | None]:
     values["affected_links"] = missing["links"]["affected"]
     values["fill_r2"] = missing["fill_r2"]
     values["imputation_r2"] = missing["imputation_r2"]
+    fit = (record.get("imputer_fit") or {}).get(record["cell"]["modality"])
+    values["heldout_r2"] = None if fit is None else fit["heldout_r2"]
     return values
 
 
@@ -269,8 +271,8 @@ def format_markdown(summary: list[dict[str, Any]]) -> str:
             "",
             "| method | seeds | affected links | affected MRR | affected Hits@1 "
             "| rest MRR | rest Hits@1 | all MRR | fill R² (features) "
-            "| imputer R² (h^m) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| imputer R² (h^m) | linear fit held-out R² |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for method, row in block["methods"].items():
             cells = [fmt(row[f"{part}_{metric}"]) for part, metric in COLUMNS]
@@ -278,7 +280,7 @@ def format_markdown(summary: list[dict[str, Any]]) -> str:
                 f"| {method} | {len(row['seeds'])} "
                 f"| {fmt(row['affected_links'], 0)} | " + " | ".join(cells) + " "
                 f"| {fmt(row['all_mrr'])} | {fmt(row['fill_r2'], 3)} "
-                f"| {fmt(row['imputation_r2'], 3)} |"
+                f"| {fmt(row['imputation_r2'], 3)} | {fmt(row['heldout_r2'], 3)} |"
             )
         lines.append("")
         if block["paired_vs_zero"]:

@@ -94,7 +94,7 @@ def test_done_cells_are_skipped_and_lsl_evaluates_the_zero_checkpoint(
     assert mm.main(argv + ["--work-dir", str(work)]) == 0
 
 
-def write_cell(folder, method, seed, affected_mrr, fill_r2=None):
+def write_cell(folder, method, seed, affected_mrr, fill_r2=None, heldout_r2=None):
     cell = {"dataset": "synthetic", "modality": "img", "fraction": 0.4}
     cell.update(method=method, seed=seed, epochs=100)
     part = {"csls": {"hits@1": affected_mrr / 2, "mrr": affected_mrr}}
@@ -109,6 +109,8 @@ def write_cell(folder, method, seed, affected_mrr, fill_r2=None):
             "imputation_r2": -0.5,
         },
     }
+    if heldout_r2 is not None:
+        record["imputer_fit"] = {"img": {"heldout_r2": heldout_r2}}
     (folder / f"{method}-{seed}.json").write_text(json.dumps(record))
 
 
@@ -117,6 +119,8 @@ def test_summary_averages_seeds_and_tests_against_zero(mm, tmp_path):
         write_cell(tmp_path, "zero", seed, zero, fill_r2=-0.1)
         write_cell(tmp_path, "lsl", seed, lsl, fill_r2=-0.1)
     write_cell(tmp_path, "mean", 0, 70.0, fill_r2=0.0)  # one seed: no test
+    for seed, r2 in enumerate([0.2, 0.4]):
+        write_cell(tmp_path, "linear", seed, 61.0, heldout_r2=r2)
     markdown = mm.write_summary(tmp_path)
     (block,) = json.loads((tmp_path / "summary.json").read_text())
     assert block["setting"] == {
@@ -125,11 +129,13 @@ def test_summary_averages_seeds_and_tests_against_zero(mm, tmp_path):
         "fraction": 0.4,
         "epochs": 100,
     }
-    assert list(block["methods"]) == ["zero", "mean", "lsl"]
+    assert list(block["methods"]) == ["zero", "mean", "lsl", "linear"]
+    assert block["methods"]["linear"]["heldout_r2"]["mean"] == pytest.approx(0.3)
+    assert block["methods"]["zero"]["heldout_r2"] is None
     lsl = block["methods"]["lsl"]["affected_mrr"]
     assert lsl["mean"] == pytest.approx(178 / 3)
     assert lsl["std"] == pytest.approx(statistics.stdev([58.0, 59.0, 61.0]))
-    (test,) = block["paired_vs_zero"]
+    _, test = block["paired_vs_zero"]
     diffs = [-2.0, -3.0, 0.0]
     assert test["method"] == "lsl" and test["seeds"] == [0, 1, 2]
     assert test["affected_mrr"]["mean_diff"] == pytest.approx(statistics.fmean(diffs))
@@ -138,6 +144,7 @@ def test_summary_averages_seeds_and_tests_against_zero(mm, tmp_path):
     assert (
         "| lsl | 3 | 700 ± 0 | 59.33 ± 1.53 | 29.67 ± 0.76 | 85.00 ± 0.00 |" in markdown
     )
+    assert "| -0.500 ± 0.000 | 0.300 ± 0.141 |" in markdown
     assert (
         "| mean | 1 | 700 | 70.00 | 35.00 | 85.00 | 80.00 | 90.00 | 0.000 |" in markdown
     )
