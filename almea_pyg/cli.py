@@ -415,6 +415,12 @@ def format_metrics(result: dict) -> str:
             f"KL/dim {row['kl_per_dim']:.3f}, reconstruction R2 "
             f"{row['reconstruction_r2']:.3f}, imputation R2 {row['imputation_r2']:.3f}"
         )
+    for modality, row in (result.get("imputer_fit") or {}).items():
+        r2 = "-" if row["heldout_r2"] is None else f"{row['heldout_r2']:.3f}"
+        lines.append(
+            f"linear imputer {modality}: held-out R2 {r2}, "
+            f"{'imputed' if row['imputes'] else 'left missing'}"
+        )
     missing = result.get("missing_modality")
     if missing:
         for part in ("affected", "rest"):
@@ -552,6 +558,13 @@ def cmd_select(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     config, pair, state = restore_run(Path(args.run))
+    settings = {}
+    if args.impute is not None:
+        settings["impute_missing"] = args.impute
+    if args.imputer is not None:
+        settings["imputer"] = args.imputer
+    if settings:
+        config = replace(config, model={**config.model, **settings})
     model = build_model(config, pair)
     model.load_state_dict(state.get("trainer", state)["model"])
     # A transductive run's revealed test links left its test set.
@@ -568,7 +581,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         search_kwargs=search_kwargs,
     )
     latent = latent_diagnostics(model, pair) if model.lsl is not None else None
-    print(format_metrics({"metrics": metrics, "latent_diagnostics": latent}))
+    fit = (
+        model.linear_imputer.summary()
+        if model.linear_imputer is not None and model.impute_missing
+        else None
+    )
+    print(
+        format_metrics(
+            {"metrics": metrics, "latent_diagnostics": latent, "imputer_fit": fit}
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -587,6 +609,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", help="the --output directory of a training run")
     evaluate.add_argument(
         "--metric", nargs="+", choices=["cosine", "csls"], default=["cosine", "csls"]
+    )
+    evaluate.add_argument(
+        "--impute",
+        action=argparse.BooleanOptionalAction,
+        help="impute missing modalities, or not (default: as the run did)",
+    )
+    evaluate.add_argument(
+        "--imputer",
+        choices=IMPUTERS,
+        help="what imputes (default: as the run did; a linear imputer is fitted "
+        "on the run's embeddings)",
     )
     add_search_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)

@@ -101,6 +101,22 @@ def test_evaluate_reproduces_training_metrics(run_dir, capsys):
     assert f"latent graph: {graph['active_units']} active units" in out
 
 
+def test_evaluate_with_another_imputation(run_dir, capsys):
+    # the run trained without imputing; evaluate imputes as asked, and the
+    # other setting it reports in result.json is what --impute reproduces
+    result = json.loads((run_dir / "result.json").read_text())
+    assert main(["evaluate", str(run_dir), "--metric", "csls", "--impute"]) == 0
+    out = capsys.readouterr().out
+    assert f"MRR {result['metrics']['csls_impute_true']['mrr']:.2f}" in out
+    argv = ["evaluate", str(run_dir), "--metric", "csls", "--impute"]
+    assert main(argv + ["--imputer", "linear"]) == 0
+    out = capsys.readouterr().out
+    assert "linear imputer attr: held-out R2 " in out
+    assert main(["evaluate", str(run_dir), "--metric", "csls", "--no-impute"]) == 0
+    out = capsys.readouterr().out
+    assert f"MRR {result['metrics']['csls']['mrr']:.2f}" in out
+
+
 def test_errors_are_one_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
