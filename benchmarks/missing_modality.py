@@ -87,6 +87,8 @@ COLUMNS = (
     ("rest", "mrr"),
     ("rest", "hits@1"),
 )
+#: The links by the modality's presence on their two sides (``by_presence``).
+PRESENCE = ("one_side_lacks", "both_lack", "both_have")
 
 log = logging.getLogger("missing_modality")
 
@@ -217,6 +219,10 @@ def _values(record: dict[str, Any]) -> dict[str, float | None]:
     values["imputation_r2"] = missing["imputation_r2"]
     fit = (record.get("imputer_fit") or {}).get(record["cell"]["modality"])
     values["heldout_r2"] = None if fit is None else fit["heldout_r2"]
+    presence = missing.get("by_presence")
+    for part in PRESENCE:
+        values[f"{part}_links"] = presence["links"][part] if presence else None
+        values[f"{part}_mrr"] = presence[part]["csls"]["mrr"] if presence else None
     return values
 
 
@@ -283,6 +289,26 @@ def format_markdown(summary: list[dict[str, Any]]) -> str:
                 f"| {fmt(row['imputation_r2'], 3)} | {fmt(row['heldout_r2'], 3)} |"
             )
         lines.append("")
+        by_presence = {
+            method: row
+            for method, row in block["methods"].items()
+            if row["one_side_lacks_mrr"] is not None
+        }
+        if by_presence:
+            lines += [
+                f"MRR by whether a link's entities lack {s['modality']} (lost or "
+                "missing in the data; links in brackets):",
+                "",
+                "| method | one side lacks it | both lack it | both have it |",
+                "| --- | --- | --- | --- |",
+            ]
+            for method, row in by_presence.items():
+                cells = [
+                    f"{fmt(row[f'{part}_mrr'])} ({fmt(row[f'{part}_links'], 0)})"
+                    for part in PRESENCE
+                ]
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            lines.append("")
         if block["paired_vs_zero"]:
             lines += [
                 "Paired differences against zero-fill on the affected links "

@@ -111,6 +111,11 @@ def write_cell(folder, method, seed, affected_mrr, fill_r2=None, heldout_r2=None
     }
     if heldout_r2 is not None:
         record["imputer_fit"] = {"img": {"heldout_r2": heldout_r2}}
+        parts = ("one_side_lacks", "both_lack", "both_have")
+        record["missing_modality"]["by_presence"] = {
+            "links": dict(zip(parts, (500, 300, 500))),
+            **{p: {"csls": {"mrr": mrr}} for p, mrr in zip(parts, (60.0, 40.0, 80.0))},
+        }
     (folder / f"{method}-{seed}.json").write_text(json.dumps(record))
 
 
@@ -145,6 +150,13 @@ def test_summary_averages_seeds_and_tests_against_zero(mm, tmp_path):
         "| lsl | 3 | 700 ± 0 | 59.33 ± 1.53 | 29.67 ± 0.76 | 85.00 ± 0.00 |" in markdown
     )
     assert "| -0.500 ± 0.000 | 0.300 ± 0.141 |" in markdown
+    # only cells that record it have the table by presence
+    assert "| method | one side lacks it | both lack it | both have it |" in markdown
+    assert (
+        "| linear | 60.00 ± 0.00 (500 ± 0) | 40.00 ± 0.00 (300 ± 0) "
+        "| 80.00 ± 0.00 (500 ± 0) |" in markdown
+    )
+    assert "| zero | 60" not in markdown
     assert (
         "| mean | 1 | 700 | 70.00 | 35.00 | 85.00 | 80.00 | 90.00 | 0.000 |" in markdown
     )

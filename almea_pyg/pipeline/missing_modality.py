@@ -66,21 +66,22 @@ def split_ranking(
     emb_s: Tensor,
     emb_t: Tensor,
     links: Tensor,
-    affected: Tensor,
+    subsets: dict[str, Tensor],
     metrics: tuple[SimilarityMetric, ...] = ("cosine", "csls"),
 ) -> dict[str, dict[str, dict[str, float | None]]]:
-    """Hits@1/10 and MRR (%, left to right) of the ``affected`` links and of the
-    rest, every link ranked once against all targets of ``links`` (also for
-    CSLS, whose neighbourhoods are those of the full ranking).
+    """Hits@1/10 and MRR (%, left to right) of each named subset of ``links``,
+    every link ranked once against all targets of ``links`` (also for CSLS,
+    whose neighbourhoods are those of the full ranking); ``None`` for an empty
+    subset.
 
     Shapes:
         emb_s: ``(N_s, D)``, emb_t: ``(N_t, D)``, links: ``(2, L)``,
-        affected: ``(L,)`` bool
+        subsets: ``{name: (L,)}`` bool
     """
-    out: dict[str, dict[str, dict[str, float | None]]] = {"affected": {}, "rest": {}}
+    out: dict[str, dict[str, dict[str, float | None]]] = {k: {} for k in subsets}
     for metric in metrics:
         ranks = alignment_ranks(emb_s, emb_t, links, metric=metric)
-        for name, subset in (("affected", affected), ("rest", ~affected)):
+        for name, subset in subsets.items():
             ranking = RankingMetric()
             ranking.update(ranks[subset])
             scores = ranking.compute()
@@ -125,7 +126,10 @@ def evaluate_missing(
     model trained on, ``links`` the test links. Returns the lost entities per
     side, the number of ``affected`` test links (source or target lost the
     modality) and of the ``rest``, :func:`split_ranking` of both at the model's
-    own imputation setting, :func:`fill_r2` (feature space), and
+    own imputation setting, the same ``by_presence`` of the modality on each
+    side of a link (lost or missing in the data: ``one_side_lacks``,
+    ``both_lack``, ``both_have``, with their ``links``), :func:`fill_r2`
+    (feature space), and
     ``imputation_r2``: :func:`~almea_pyg.models.imputation_r2` of the model's
     imputer (LSL, or a linear one fitted on ``pair``) on the lost rows against
     ``h^m`` of their true features (``None`` for a model that cannot impute).
@@ -133,11 +137,29 @@ def evaluate_missing(
     lost = lost_entities(original, drop)
     links = links.to(lost[0].device)
     affected = lost[0][links[0]] | lost[1][links[1]]
+    lacks = [
+        ~modality_mask(kg, drop.name) | mask
+        for kg, mask in zip((original.source, original.target), lost)
+    ]
+    source_lacks, target_lacks = lacks[0][links[0]], lacks[1][links[1]]
+    presence = {
+        "one_side_lacks": source_lacks ^ target_lacks,
+        "both_lack": source_lacks & target_lacks,
+        "both_have": ~(source_lacks | target_lacks),
+    }
     emb_s, emb_t = model.embed(pair)
+    ranked = split_ranking(
+        emb_s, emb_t, links, {"affected": affected, "rest": ~affected, **presence}
+    )
     out: dict[str, Any] = {
         "lost_entities": [int(mask.sum()) for mask in lost],
         "links": {"affected": int(affected.sum()), "rest": int((~affected).sum())},
-        **split_ranking(emb_s, emb_t, links, affected),
+        "affected": ranked["affected"],
+        "rest": ranked["rest"],
+        "by_presence": {
+            "links": {name: int(mask.sum()) for name, mask in presence.items()},
+            **{name: ranked[name] for name in presence},
+        },
         "fill_r2": fill_r2(original, pair, drop.name, lost),
         "imputation_r2": None,
     }

@@ -116,7 +116,7 @@ def test_links_are_split_but_ranked_against_all_targets():
     emb_s[5] = emb_t[1] + 0.5 * emb_t[5]
     links = torch.arange(6).repeat(2, 1)
     affected = torch.tensor([False] * 4 + [True] * 2)
-    out = split_ranking(emb_s, emb_t, links, affected)
+    out = split_ranking(emb_s, emb_t, links, {"affected": affected, "rest": ~affected})
     assert out["rest"]["cosine"] == {"hits@1": 100.0, "hits@10": 100.0, "mrr": 100.0}
     assert out["affected"]["cosine"] == {"hits@1": 0.0, "hits@10": 100.0, "mrr": 50.0}
     # CSLS with the neighbourhoods of the full ranking: the parts make the whole
@@ -124,7 +124,7 @@ def test_links_are_split_but_ranked_against_all_targets():
     parts = out["affected"]["csls"], out["rest"]["csls"]
     for key, value in whole.items():
         assert (2 * parts[0][key] + 4 * parts[1][key]) / 6 == pytest.approx(value)
-    none = split_ranking(emb_s, emb_t, links, torch.zeros(6, dtype=torch.bool))
+    none = split_ranking(emb_s, emb_t, links, {"affected": torch.zeros(6, dtype=bool)})
     assert none["affected"]["csls"] == {"hits@1": None, "hits@10": None, "mrr": None}
 
 
@@ -178,5 +178,19 @@ def test_a_run_reports_the_links_hit_apart_and_states_its_protocol(imputed_run):
                 missing[p][metric][key] * missing["links"][p] for p in missing["links"]
             ]
             assert sum(parts) / protocol["test_links"] == pytest.approx(value)
+    # and by the modality's presence on each side (lost or missing in the data)
+    lacks = [~modality_mask(a, "img") for a in sides(pair)]
+    presence = missing["by_presence"]
+    assert presence["links"] == {
+        "one_side_lacks": int((lacks[0][src] ^ lacks[1][tgt]).sum()),
+        "both_lack": int((lacks[0][src] & lacks[1][tgt]).sum()),
+        "both_have": int((~lacks[0][src] & ~lacks[1][tgt]).sum()),
+    }
+    assert sum(presence["links"].values()) == protocol["test_links"]
+    for key, value in result["metrics"]["csls"].items():
+        parts = [
+            presence[p]["csls"][key] * n for p, n in presence["links"].items() if n
+        ]
+        assert sum(parts) / protocol["test_links"] == pytest.approx(value)
     assert missing["fill_r2"] < 0  # zero rows
     assert isinstance(missing["imputation_r2"], float)
