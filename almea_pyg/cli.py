@@ -371,7 +371,7 @@ def config_from_args(
         model["dim"] = given["dim"]
     if "impute" in given:
         model["impute_missing"] = True
-    if given.get("imputer") is not None:
+    if "imputer" in given:
         model["imputer"] = given["imputer"]
     updates["model"] = model
     updates["search"], updates["search_kwargs"] = search_from_args(

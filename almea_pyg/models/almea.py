@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +28,7 @@ EMBED_BATCH_SIZE = 65536
 #: How :meth:`ALMEA.embed` imputes: LSL's decoders (the paper) or a ridge
 #: regression on the other modalities (:class:`~almea_pyg.nn.LinearImputer`).
 Imputer = Literal["lsl", "linear"]
-IMPUTERS: tuple[str, ...] = ("lsl", "linear")
+IMPUTERS: tuple[str, ...] = get_args(Imputer)
 
 
 class ALMEAOutput(NamedTuple):
@@ -391,10 +391,20 @@ class ALMEA(nn.Module):
         inputs = self.inputs(data) if isinstance(data, MMKGPair) else data
         was_training = self.training
         self.eval()
-        self.linear_imputer.fit(
-            (out.h, out.present) for _, out in self._outputs(inputs, batch_size)
-        )
+        self._fit_linear(inputs, batch_size, self._graph(inputs))
         self.train(was_training)
+
+    def _fit_linear(
+        self, inputs: PairInputs, batch_size: int | None, graph: Tensor | None
+    ) -> None:
+        """Fit the linear imputer given the GAT's output ``graph``."""
+        self.linear_imputer.fit(
+            (out.h, out.present) for _, out in self._outputs(inputs, batch_size, graph)
+        )
+
+    def _graph(self, inputs: PairInputs) -> Tensor | None:
+        """The GAT's embedding of every entity (``None`` without the graph)."""
+        return None if self.structure is None else self.structure(inputs.edge_index)
 
     @torch.no_grad()
     def embed(
@@ -418,13 +428,14 @@ class ALMEA(nn.Module):
         inputs = self.inputs(data) if isinstance(data, MMKGPair) else data
         impute = self.impute_missing if impute_missing is None else impute_missing
         impute = impute and self.can_impute
-        if impute:
-            self.fit_imputer(inputs, batch_size=batch_size)
         was_training = self.training
         self.eval()
+        graph = self._graph(inputs)  # once, for the fit and the embedding
+        if impute and self.linear_imputer is not None:
+            self._fit_linear(inputs, batch_size, graph)
         num_s = self.num_entities[0]
         joint = None
-        for index, out in self._outputs(inputs, batch_size):
+        for index, out in self._outputs(inputs, batch_size, graph):
             rows = (
                 self.fusion(*self.impute(out.h, out.present)) if impute else out.joint
             )
@@ -438,19 +449,25 @@ class ALMEA(nn.Module):
         return joint[:num_s], joint[num_s:]
 
     def _outputs(
-        self, inputs: PairInputs, batch_size: int | None
+        self, inputs: PairInputs, batch_size: int | None, graph: Tensor | None
     ) -> Iterator[tuple[Tensor | None, ALMEAOutput]]:
-        """:meth:`forward` of every entity, ``batch_size`` at a time (``None``:
-        all at once), the GAT run once on the whole graph: ``(index, output)``
-        per batch, ``index`` its rows in the shared space (``None``: all)."""
+        """:meth:`forward` of every entity given the GAT's output ``graph``
+        (:meth:`_graph`), ``batch_size`` entities at a time (``None``: all at
+        once): ``(index, output)`` per batch, ``index`` its rows in the shared
+        space (``None``: all)."""
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         total = sum(self.num_entities)
         if batch_size is None or batch_size >= total:
-            yield None, self(inputs.features, inputs.edge_index, inputs.present)
+            h = {} if graph is None else {GRAPH: graph}
+            yield (
+                None,
+                self._with_features(
+                    h, inputs.features, inputs.present, None, None, None
+                ),
+            )
             return
         num_s = self.num_entities[0]
-        graph = None if self.structure is None else self.structure(inputs.edge_index)
         for start in range(0, total, batch_size):
             index = torch.arange(
                 start, min(start + batch_size, total), device=inputs.edge_index.device

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -13,7 +15,7 @@ from almea_pyg.models.inputs import PairInputs
 from almea_pyg.nn.losses import kl_standard_normal
 
 if TYPE_CHECKING:
-    from almea_pyg.models.almea import ALMEA, ALMEAOutput
+    from almea_pyg.models.almea import ALMEA
 
 
 @torch.no_grad()
@@ -52,7 +54,11 @@ def latent_diagnostics(
         index = out.present[m].nonzero().flatten()
         if index.numel() == 0:
             continue
-        sums = _chunked_sums(model, m, out, index, chunk_size)
+        sums = _chunked_sums(
+            index,
+            chunk_size,
+            partial(_diagnostic_sums, model, m, out.h, out.present),
+        )
         n = index.numel()
         mu_var = (sums["mu_sq"] - n * (sums["mu"] / n).pow(2)) / max(n - 1, 1)
         stats[m] = {
@@ -93,8 +99,8 @@ def imputation_r2(
     model.eval()
     out = model(inputs.features, inputs.edge_index, inputs.present)
     rows = rows.to(inputs.edge_index.device)
-    sums: dict[str, Tensor] = {}
-    for chunk in rows.split(chunk_size):
+
+    def imputed_sums(chunk: Tensor) -> dict[str, Tensor]:
         h = {k: out.h[k][chunk] for k in model.modalities}
         present = {k: out.present[k][chunk] for k in model.modalities}
         present[modality] = torch.zeros_like(present[modality])
@@ -102,25 +108,25 @@ def imputation_r2(
         # rows it leaves missing count as the zero vector
         imputed = imputed[modality] * after[modality].unsqueeze(-1)
         target = h[modality]
-        part = {
+        return {
             "target": target.sum(dim=0),
             "target_sq": target.pow(2).sum(),
             "imputed_sse": (imputed - target).pow(2).sum(),
         }
-        for key, value in part.items():
-            sums[key] = sums.get(key, 0) + value.double()
+
+    sums = _chunked_sums(rows, chunk_size, imputed_sums)
     model.train(was_training)
     return _r2(sums, "imputed_sse", rows.numel())
 
 
 def _chunked_sums(
-    model: ALMEA, m: str, out: ALMEAOutput, index: Tensor, chunk_size: int
+    index: Tensor, chunk_size: int, sums_of: Callable[[Tensor], dict[str, Tensor]]
 ) -> dict[str, Tensor]:
-    """:func:`_diagnostic_sums` over ``index``, ``chunk_size`` rows at a time,
-    summed in float64."""
+    """``sums_of`` a chunk of ``index``, ``chunk_size`` rows at a time, summed in
+    float64."""
     sums: dict[str, Tensor] = {}
     for chunk in index.split(chunk_size):
-        part = _diagnostic_sums(model, m, out.h, out.present, chunk)
+        part = sums_of(chunk)
         for key, value in part.items():
             sums[key] = sums.get(key, 0) + value.double()
     return sums

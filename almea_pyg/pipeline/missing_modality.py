@@ -164,7 +164,8 @@ def evaluate_missing(
         "imputation_r2": None,
     }
     if model.can_impute and drop.name in model.in_channels:
-        model.fit_imputer(pair)
+        if not model.impute_missing:  # else the embedding above fitted it on pair
+            model.fit_imputer(pair)
         inputs = model.inputs(pair)
         inputs.features[drop.name] = model.inputs(original).features[drop.name]
         rows = torch.cat([lost[0], lost[1]]).nonzero().flatten()
