@@ -148,6 +148,19 @@ def test_select_writes_a_label_file_without_test_entities(run_dir, capsys):
     assert len(_rows(out)) == 12
 
 
+def test_select_defaults_to_ds3_at_the_relative_rule(run_dir, capsys):
+    argv = ["select", str(run_dir), "--budget", "12", "-v"]
+    assert main(argv + ["--output", str(run_dir / "a.csv")]) == 0
+    assert "pairs selected by ds3" in capsys.readouterr().out
+    paper = argv + ["--lam-rule", "paper", "--output", str(run_dir / "b.csv")]
+    assert main(paper) == 0
+    relative, by_paper = _rows(run_dir / "a.csv"), _rows(run_dir / "b.csv")
+    # the relative rule keeps representatives where the paper's keeps ~none
+    assert len(relative) == 12 and len(by_paper) < len(relative)
+    with pytest.raises(SystemExit):
+        main(argv + ["--lam-rule", "nope"])
+
+
 def test_select_unknown_strategy_is_a_one_line_error(run_dir, capsys):
     assert main(["select", str(run_dir), "--strategy", "nope"]) == 2
     err = capsys.readouterr().err
@@ -476,6 +489,27 @@ def test_typed_options_override_the_config_file_and_only_they(tmp_path, capsys):
     config = print_config(["--config", str(path), *typed], capsys)
     assert (config["drop_modality"], config["drop_fraction"]) == ("attr", 0.6)
     assert config["fill"] == "zero"
+
+
+def test_active_learning_defaults_follow_the_scarce_label_measurement(capsys):
+    def active(*argv):
+        return print_config(["--rounds", "1", *argv], capsys)["active"]
+
+    default = active()
+    assert (default["strategy"], default["question"]) == ("ds3", "entity")
+    assert default["strategy_kwargs"] == {"lam_rule": "relative", "alpha": 0.02}
+    assert active("--alpha", "0.1")["strategy_kwargs"]["alpha"] == 0.1
+    # a rule typed alone takes its own α; the paper's is Table 9's
+    assert active("--lam-rule", "paper")["strategy_kwargs"] == {"lam_rule": "paper"}
+    code = active("--lam-rule", "code", "--alpha", "0.5")["strategy_kwargs"]
+    assert code == {"lam_rule": "code", "alpha": 0.5}
+    assert active("--strategy", "random")["strategy_kwargs"] == {}
+    assert active("--question", "pair")["question"] == "pair"
+    # the library's own default stays the paper's, for reproduction
+    from almea_pyg.active.loop import ActiveLearningConfig
+
+    assert ActiveLearningConfig().question == "pair"
+    assert ActiveLearningConfig().strategy_kwargs == {}
 
 
 def test_print_config_is_a_config_file(tmp_path, capsys):

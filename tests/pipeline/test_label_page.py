@@ -43,7 +43,7 @@ def trained(tmp_path_factory):
     run = tmp_path_factory.mktemp("trained") / "run"
     argv = ["train", "--epochs", "1", "--dim", "8", "--no-progress", "--rounds", "1"]
     argv += ["--budget", "32", "--strategy", "random", "--oracle", "human"]
-    argv += ["--interval", "1"]
+    argv += ["--interval", "1", "--question", "pair"]
     assert cli.main([*argv, "--output", str(run)]) == 0
     return run
 
@@ -327,6 +327,7 @@ def train_human_run(run, *data):
     argv = ["train", *data, "--epochs", "1", "--dim", "8", "--no-progress"]
     argv += ["--rounds", "1", "--interval", "1", "--budget", "32"]
     argv += ["--pool-ratio", "0.2", "--strategy", TruthAndNoise.name]
+    argv += ["--question", "pair"]
     assert cli.main([*argv, "--oracle", "human", "--output", str(run)]) == 0
 
 
@@ -699,7 +700,7 @@ def trained_with_images(tmp_path_factory):
     run = root / "run"
     argv = ["train", "--data", str(data), "--epochs", "1", "--dim", "8"]
     argv += ["--no-progress", "--rounds", "1", "--interval", "1", "--budget", "8"]
-    argv += ["--strategy", "random"]
+    argv += ["--strategy", "random", "--question", "pair"]
     assert cli.main([*argv, "--oracle", "human", "--output", str(run)]) == 0
     return run
 
