@@ -94,7 +94,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     config = ExperimentConfig(seed=args.seed, progress=False)
 
-    def train() -> Trainer:
+    def train() -> tuple:
         trainer = Trainer(
             build_model(config, pair),
             pair,
@@ -105,13 +105,14 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
             fanouts=args.fanouts,
         )
         trainer.fit(args.epochs)
-        return trainer
+        # the optimiser's state (two copies of the parameters) goes with the
+        # trainer: the later stages need the model, its inputs and the seeds
+        return trainer.model, trainer.inputs, trainer.train_links, trainer.history
 
-    trainer = stage(result, "train", train)
-    epochs = [row["seconds"] for row in trainer.history]
+    model, inputs, train_links, history = stage(result, "train", train)
+    epochs = [row["seconds"] for row in history]
     result["train"]["seconds_per_epoch"] = statistics.median(epochs)
-    model = trainer.model
-    emb_s, emb_t = stage(result, "embed", lambda: model.embed(trainer.inputs))
+    emb_s, emb_t = stage(result, "embed", lambda: model.embed(inputs))
     test = pair.test_links
     links = test[:, : args.eval_links]
     metrics = stage(
@@ -129,7 +130,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
         lambda: ds3_acquire(
             emb_s,
             emb_t,
-            trainer.train_links,
+            train_links,
             budget,
             exclude_source=test[0],
             exclude_target=test[1],
@@ -145,7 +146,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
     )
     result["sizes"] = {
         "entities": list(pair.num_entities),
-        "graph_edges": int(trainer.inputs.edge_index.size(1)),
+        "graph_edges": int(inputs.edge_index.size(1)),
         "links": int(pair.links.size(1)),
         "train_links": int(pair.train_links.size(1)),
         "test_links": int(test.size(1)),

@@ -191,6 +191,9 @@ class Trainer:
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             steps += 1
         self.epoch += 1
+        # the last step's gradients (one copy of the parameters) are not kept
+        # through evaluation and selection; the next step clears them anyway
+        self.optimizer.zero_grad(set_to_none=True)
         release_free_memory()
         return {key: value / max(steps, 1) for key, value in sums.items()}
 

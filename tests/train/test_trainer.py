@@ -50,6 +50,17 @@ def test_inputs_are_gathered_once(pair, monkeypatch):
     assert trainer.inputs.num_entities == sum(pair.num_entities)
 
 
+def test_no_gradient_outlives_an_epoch(pair):
+    # they would hold a copy of the parameters through evaluation and selection
+    trainer = make_trainer(pair, batch_size=32)
+    params = list(trainer.model.parameters())
+    trainer._backward(trainer.train_links[:, :32], 0)
+    assert any(p.grad is not None for p in params)
+    trainer.train_epoch()
+    assert all(p.grad is None for p in params)
+    assert trainer.optimizer.state  # the optimiser's moments stay
+
+
 def test_callback_stops_training(pair):
     trainer = make_trainer(pair)
     trainer.fit(10, callback=lambda t: t.epoch == 2)
