@@ -43,6 +43,7 @@ from typing import Any, Callable
 
 import torch
 import torch_geometric
+from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import (  # noqa: E402
@@ -55,6 +56,8 @@ from train_speed import (  # noqa: E402
 
 from almea_pyg.data.synthetic import make_synthetic_pair  # noqa: E402
 from almea_pyg.metrics import evaluate_alignment  # noqa: E402
+from almea_pyg.models import ALMEA  # noqa: E402
+from almea_pyg.models.inputs import PairInputs  # noqa: E402
 from almea_pyg.pipeline.experiment import ExperimentConfig, build_model  # noqa: E402
 from almea_pyg.select import ds3_acquire  # noqa: E402
 from almea_pyg.train.memory import limit_heap_fragmentation  # noqa: E402
@@ -94,7 +97,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     config = ExperimentConfig(seed=args.seed, progress=False)
 
-    def train() -> tuple:
+    def train() -> tuple[ALMEA, PairInputs, Tensor, list[dict[str, Any]]]:
         trainer = Trainer(
             build_model(config, pair),
             pair,
