@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ from almea_pyg.pipeline.experiment import (
     stored_config,
 )
 from almea_pyg.pipeline.variants import HARNESS_VARIANTS
+from almea_pyg.select.base import STRATEGIES
 from almea_pyg.select.ds3 import LAM_RULES
 from almea_pyg.train.memory import limit_heap_fragmentation
 from almea_pyg.train.trainer import (
@@ -97,8 +99,16 @@ def ds3_kwargs(
 ) -> dict[str, Any]:
     """The strategy's keyword arguments: ``base`` (a config file's) or, without
     one, :data:`CLI_DS3` for DS3, with ``--lam-rule`` and ``--alpha`` as typed.
-    A rule typed without ``--alpha`` takes that rule's own default α."""
+    A rule typed without ``--alpha`` takes that rule's own default α; DS3's
+    options typed for a strategy that has none are an error, not ignored."""
     typed = {name: given[name] for name in ("lam_rule", "alpha") if name in given}
+    strategy_class = STRATEGIES.get(strategy.lower())
+    if strategy_class is not None:
+        takes = inspect.signature(strategy_class.__init__).parameters
+        foreign = sorted(name for name in typed if name not in takes)
+        if foreign:
+            options = ", ".join("--" + name.replace("_", "-") for name in foreign)
+            raise ValueError(f"{options}: not an option of strategy {strategy!r}")
     if base is None:
         base = CLI_DS3 if strategy == "ds3" else {}
     kwargs = {**base, **typed}

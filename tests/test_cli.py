@@ -146,6 +146,8 @@ def test_select_writes_a_label_file_without_test_entities(run_dir, capsys):
     assert picked <= set(ids) and not picked & (test_sources | seeds)
     assert main(argv + ["--transductive", "--output", str(out)]) == 0
     assert len(_rows(out)) == 12
+    assert main(argv + ["--lam-rule", "paper", "--output", str(out)]) == 2
+    assert "--lam-rule: not an option of strategy 'random'" in capsys.readouterr().err
 
 
 def test_select_defaults_to_ds3_at_the_relative_rule(run_dir, capsys):
@@ -505,6 +507,10 @@ def test_active_learning_defaults_follow_the_scarce_label_measurement(capsys):
     assert code == {"lam_rule": "code", "alpha": 0.5}
     assert active("--strategy", "random")["strategy_kwargs"] == {}
     assert active("--question", "pair")["question"] == "pair"
+    # DS3's options typed for a strategy without them: an error, before training
+    argv = ["train", "--rounds", "1", "--strategy", "random", "--alpha", "0.1"]
+    assert main([*argv, "--print-config"]) == 2
+    assert "--alpha: not an option of strategy 'random'" in capsys.readouterr().err
     # the library's own default stays the paper's, for reproduction
     from almea_pyg.active.loop import ActiveLearningConfig
 
