@@ -31,7 +31,7 @@ from typing import Any
 
 from almea_pyg.io import atomic_write_text
 from almea_pyg.pipeline.stats import format_mean_std as fmt
-from almea_pyg.pipeline.stats import mean_std, paired_t_test
+from almea_pyg.pipeline.stats import format_paired_t_test, mean_std, paired_t_test
 
 METRICS = ("mrr", "hits@1")
 SERIES = ("asked", "gained", "already_top1", "pool", "representatives")
@@ -164,12 +164,7 @@ def format_markdown(summary: list[dict[str, Any]]) -> str:
             for test in block["paired_vs_reference"]:
                 cells = []
                 for metric in METRICS:
-                    t = test[metric]
-                    cells += [
-                        f"{t['mean_diff']:+.2f}",
-                        "-" if t["t"] is None else f"{t['t']:.2f}",
-                        "-" if t["p"] is None else f"{t['p']:.3f}",
-                    ]
+                    cells += format_paired_t_test(test[metric])
                 lines.append(
                     f"| {test['variant']} | {test['round']} | {len(test['seeds'])} | "
                     + " | ".join(cells)

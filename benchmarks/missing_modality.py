@@ -60,7 +60,7 @@ from almea_pyg.pipeline.experiment import (
 )
 from almea_pyg.pipeline.run_folder import CHECKPOINT_FILE
 from almea_pyg.pipeline.stats import format_mean_std as fmt
-from almea_pyg.pipeline.stats import mean_std, paired_t_test
+from almea_pyg.pipeline.stats import format_paired_t_test, mean_std, paired_t_test
 from almea_pyg.train.memory import limit_heap_fragmentation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -320,12 +320,7 @@ def format_markdown(summary: list[dict[str, Any]]) -> str:
             for test in block["paired_vs_zero"]:
                 cells = []
                 for name in ("affected_mrr", "affected_hits@1"):
-                    t = test[name]
-                    cells += [
-                        f"{t['mean_diff']:+.2f}",
-                        "-" if t["t"] is None else f"{t['t']:.2f}",
-                        "-" if t["p"] is None else f"{t['p']:.3f}",
-                    ]
+                    cells += format_paired_t_test(test[name])
                 lines.append(
                     f"| {test['method']} | {len(test['seeds'])} | "
                     + " | ".join(cells)

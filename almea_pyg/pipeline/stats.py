@@ -70,6 +70,16 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float | N
     return {"t": _finite(t), "p": _finite(p), "mean_diff": mean}
 
 
+def format_paired_t_test(test: dict[str, float | None]) -> list[str]:
+    """A :func:`paired_t_test` result as three table cells: the mean difference
+    (signed), ``t`` and ``p`` (``"-"`` where undefined)."""
+    return [
+        f"{test['mean_diff']:+.2f}",
+        "-" if test["t"] is None else f"{test['t']:.2f}",
+        "-" if test["p"] is None else f"{test['p']:.3f}",
+    ]
+
+
 def student_t_two_sided(t: float, df: int) -> float:
     """``P(|T| >= |t|)`` for Student's t with ``df`` degrees of freedom:
     ``I_x(df / 2, 1 / 2)`` at ``x = df / (df + t²)``."""

@@ -7,6 +7,7 @@ from almea_pyg.pipeline.grid import Cell
 from almea_pyg.pipeline.report import write_summary
 from almea_pyg.pipeline.stats import (
     compare_variants,
+    format_paired_t_test,
     mean_std,
     paired_t_test,
     student_t_two_sided,
@@ -67,6 +68,16 @@ def test_paired_t_test_without_spread():
     }
     with pytest.raises(ValueError, match="two equally long samples"):
         paired_t_test([1.0], [2.0])
+
+
+def test_format_paired_t_test():
+    test = paired_t_test([3.0, 5.0, 4.5], [1.0, 2.0, 2.5])
+    assert format_paired_t_test(test) == ["+2.33", "7.00", "0.020"]
+    assert format_paired_t_test(paired_t_test([1.0, 2.0], [1.0, 2.0])) == [
+        "+0.00",
+        "-",
+        "-",
+    ]
 
 
 def test_compare_variants_refuses_one_variant_twice():
