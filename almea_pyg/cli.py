@@ -71,7 +71,7 @@ _RUN = ExperimentConfig()
 _ACTIVE = ActiveLearningConfig()
 #: What the command line asks when nothing else is typed: the grid's variant
 #: that measured best of what a person can be asked, from 1 % and 5 % seeds on
-#: FB15K-DB15K (docs/results.md): entity questions ("what is a's
+#: FB15K-DB15K (3 seeds each; docs/results.md): entity questions ("what is a's
 #: counterpart?") chosen by DS3 at the relative λ rule. The library's
 #: :class:`ActiveLearningConfig` keeps the paper's settings for reproduction.
 _CLI_VARIANT = HARNESS_VARIANTS["almea+ds3+relative+entity"]
