@@ -184,6 +184,10 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(
         len(summary), 2, figsize=(11, 4 * len(summary)), squeeze=False
     )
+    # one colour per strategy across every setting's row
+    variants = sorted({v for block in summary for v in block["strategies"]})
+    palette = [*plt.rcParams["axes.prop_cycle"].by_key()["color"], "black", "navy"]
+    colors = {v: palette[i % len(palette)] for i, v in enumerate(variants)}
     for row, block in zip(axes, summary):
         s = block["setting"]
         for ax, metric in zip(row, METRICS):
@@ -195,7 +199,9 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
                     ax.axhline(y[-1], color="grey", linestyle=":", label=variant)
                     continue
                 style = "--" if variant == "almea+passive" else "-"
-                (line,) = ax.plot(x, y, style, marker=".", label=variant)
+                (line,) = ax.plot(
+                    x, y, style, marker=".", color=colors[variant], label=variant
+                )
                 ax.fill_between(
                     x,
                     [a - b for a, b in zip(y, std)],
