@@ -102,7 +102,8 @@ def ds3_kwargs(
     A rule typed without ``--alpha`` takes that rule's own default α; DS3's
     options typed for a strategy that has none are an error, not ignored."""
     typed = {name: given[name] for name in ("lam_rule", "alpha") if name in given}
-    strategy_class = STRATEGIES.get(strategy.lower())
+    strategy = strategy.lower()  # the registry's names, as strategy_resolver reads them
+    strategy_class = STRATEGIES.get(strategy)
     if strategy_class is not None:
         takes = inspect.signature(strategy_class.__init__).parameters
         foreign = sorted(name for name in typed if name not in takes)
