@@ -63,6 +63,7 @@ positive_float = _number(float, "a number > 0", lambda v: math.isfinite(v) and v
 fraction = _number(float, "a fraction in (0, 1)", lambda v: 0 < v < 1)
 share = _number(float, "a fraction in [0, 1)", lambda v: 0 <= v < 1)
 unit_share = _number(float, "a fraction in [0, 1]", lambda v: 0 <= v <= 1)
+decay = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
 budget = _number(float, "a fraction in (0, 1) or a whole count >= 1", is_budget)
 fanout = _number(int, "a whole number >= 1, or -1 (all)", lambda v: v >= 1 or v == -1)
 
@@ -298,6 +299,18 @@ def add_train_arguments(
         action="store_true",
         help="let test entities into the pool (the paper's code; leaks with simulated)",
     )
+    active.add_argument(
+        "--lr-decay",
+        type=decay,
+        help="round r trains at lr-decay^r times the learning rate (not in the "
+        "paper; default: 1, constant)",
+    )
+    active.add_argument(
+        "--rewarmup",
+        type=non_negative_int,
+        help="after each round's labels, ramp the learning rate back up over this "
+        "many epochs (not in the paper; default: 0)",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -393,6 +406,8 @@ ACTIVE_OPTIONS = (
     "threshold",
     "oracle",
     "transductive",
+    "lr_decay",
+    "rewarmup",
 )
 
 

@@ -123,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--alpha", type=float, help="DS3 alpha (default: Table 9 per dataset/ratio)"
     )
     active.add_argument(
+        "--lr-decay",
+        type=float,
+        default=_AL_DEFAULTS.lr_decay,
+        help="round r trains at lr-decay^r times the learning rate (not in the paper)",
+    )
+    active.add_argument(
+        "--rewarmup",
+        type=int,
+        default=_AL_DEFAULTS.rewarmup,
+        help="epochs over which the learning rate ramps back up after each round's "
+        "labels (not in the paper)",
+    )
+    active.add_argument(
         "--prune",
         type=float,
         help="DS3: keep this top fraction of the candidate pool (App. B.6; "

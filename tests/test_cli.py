@@ -271,6 +271,9 @@ def test_a_used_folder_is_refused_unless_overwrite(run_dir, tmp_path, capsys):
         ["--lr", "nan"],
         ["--drop-fraction", "1.5"],
         ["--drop-fraction", "-0.1"],
+        ["--lr-decay", "0"],
+        ["--lr-decay", "1.5"],
+        ["--rewarmup", "-1"],
     ],
 )
 def test_invalid_numbers_are_refused_by_the_parser(option, capsys):
@@ -491,6 +494,15 @@ def test_typed_options_override_the_config_file_and_only_they(tmp_path, capsys):
     config = print_config(["--config", str(path), *typed], capsys)
     assert (config["drop_modality"], config["drop_fraction"]) == ("attr", 0.6)
     assert config["fill"] == "zero"
+
+
+def test_round_learning_rate_options_reach_the_active_config(capsys):
+    config = print_config(
+        ["--rounds", "2", "--lr-decay", "0.5", "--rewarmup", "3"], capsys
+    )
+    assert config["active"]["lr_decay"] == 0.5 and config["active"]["rewarmup"] == 3
+    default = print_config(["--rounds", "2"], capsys)["active"]
+    assert default["lr_decay"] == 1.0 and default["rewarmup"] == 0
 
 
 def test_active_learning_defaults_follow_the_scarce_label_measurement(capsys):

@@ -66,6 +66,12 @@ class ActiveLearningConfig:
         question: ``"pair"`` (the paper's: is (a, b) a match?) or ``"entity"``
             (what is a's counterpart, or none? A source answered "none" leaves
             the pool).
+        lr_decay: Round ``r`` trains at ``lr_decay ** r`` times the base
+            learning rate. Not in the paper. (default: ``1.0``, constant)
+        rewarmup: After each round's labels, the learning rate ramps back up
+            linearly over this many epochs
+            (:meth:`~almea_pyg.train.Trainer.schedule_lr`). Not in the paper.
+            (default: ``0``)
     """
 
     warmup: int = 500
@@ -78,6 +84,8 @@ class ActiveLearningConfig:
     oracle: OracleName = "simulated"
     transductive: bool = False
     question: QuestionKind = "pair"
+    lr_decay: float = 1.0
+    rewarmup: int = 0
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.rounds < 0:
@@ -90,6 +98,10 @@ class ActiveLearningConfig:
             )
         if self.interval < 1:
             raise ValueError(f"interval must be at least 1 epoch, got {self.interval}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.rewarmup < 0:
+            raise ValueError(f"rewarmup must be >= 0 epochs, got {self.rewarmup}")
         if not is_budget(self.budget):
             raise ValueError(
                 "budget must be a fraction of the links in (0, 1) or a whole count "
@@ -211,6 +223,10 @@ class ActiveLearner:
             answered, self.pending = self.pending, None
             self.last_asked = answered.pairs
             correct, known = self._learn(answered)
+            trainer.schedule_lr(
+                scale=self.config.lr_decay ** (self.completed + 1),
+                warmup=self.config.rewarmup,
+            )
             trainer.fit(self.config.interval)
             self.completed += 1
             self._record(

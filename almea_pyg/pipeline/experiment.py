@@ -461,6 +461,8 @@ def _run_experiment(
                 active.budget_count(pair.links.size(1)) if active else 0
             ),
             "test_links_in_pool": bool(active and active.transductive),
+            "round_lr_decay": active.lr_decay if active else None,
+            "round_rewarmup": active.rewarmup if active else None,
             "test_links_removed": learner.test_links_removed if learner else 0,
             "train_links": pair.train_links.size(1),
             "test_links": trainer.test_links.size(1),

@@ -50,6 +50,11 @@ log = logging.getLogger(MODULE)
 SUMMARY_NAMES = ("summary.json",)
 
 _AL_DEFAULTS = ActiveLearningConfig()
+#: The rounds' learning-rate options at which the rate stays constant.
+_CONSTANT_ROUND_LR = {
+    "lr_decay": _AL_DEFAULTS.lr_decay,
+    "rewarmup": _AL_DEFAULTS.rewarmup,
+}
 
 #: Table 9(a) of the paper: the DS3 sparsification factor alpha per seed ratio.
 PAPER_DS3_ALPHA: dict[tuple[str, float], float] = {
@@ -81,7 +86,9 @@ class Cell:
     only by an oracle; the key leaves it out when it is ``0``). ``max_grad_norm``
     clips the gradients (not in the paper; the key leaves it out when ``None``).
     ``optimizer`` names the optimiser setting (``OPTIMIZERS``; the key leaves
-    out ``"paper"``).
+    out ``"paper"``). ``lr_decay`` and ``rewarmup`` set the learning rate of the
+    rounds (:class:`~almea_pyg.active.ActiveLearningConfig`; not in the paper;
+    the key leaves them out at ``1.0`` and ``0``).
     """
 
     dataset: str
@@ -98,6 +105,8 @@ class Cell:
     prune: float | None = None
     max_grad_norm: float | None = None
     optimizer: str = "paper"
+    lr_decay: float = 1.0
+    rewarmup: int = 0
 
     @property
     def active(self) -> bool:
@@ -118,8 +127,20 @@ class Cell:
             and self.prune is None
             and self.max_grad_norm is None
             and self.optimizer == "paper"
+            and not self.round_lr()
             and (paper_al or not self.active)
         )
+
+    def round_lr(self) -> dict[str, float]:
+        """The rounds' learning-rate options that differ from a constant rate."""
+        return {
+            name: value
+            for name, value in (
+                ("lr_decay", self.lr_decay),
+                ("rewarmup", self.rewarmup),
+            )
+            if value != _CONSTANT_ROUND_LR[name]
+        }
 
     def default_alpha(self) -> float | None:
         """DS3's α when none is given: the variant's, else Table 9's."""
@@ -152,6 +173,11 @@ class Cell:
             parts.append(f"g{self.max_grad_norm:g}")
         if self.optimizer != "paper":
             parts.append(f"opt{self.optimizer}")
+        round_lr = self.round_lr()
+        if "lr_decay" in round_lr:
+            parts.append(f"ld{self.lr_decay:g}")
+        if "rewarmup" in round_lr:
+            parts.append(f"rw{self.rewarmup}")
         parts.append(f"s{self.seed}")
         return "-".join(parts)
 
@@ -166,6 +192,8 @@ class Cell:
                 del key[name]
         if self.optimizer == "paper":
             del key["optimizer"]
+        for name in _CONSTANT_ROUND_LR.keys() - self.round_lr().keys():
+            del key[name]
         return key
 
 
@@ -186,6 +214,8 @@ class Grid:
         pool_ratio: Share of links in no split, revealable only by an oracle.
         max_grad_norm: Clip the gradients' global norm (not in the paper).
         optimizer: A key of :data:`~almea_pyg.pipeline.experiment.OPTIMIZERS`.
+        lr_decay, rewarmup: The learning rate of the rounds (not in the paper;
+            :class:`~almea_pyg.active.ActiveLearningConfig`).
         rounds, interval, budget: The active-learning schedule of ``almea+*``
             variants. (default: Table 9's)
         alpha: DS3's α. (default: the variant's, else Table 9's)
@@ -202,6 +232,8 @@ class Grid:
     pool_ratio: float = 0.0
     max_grad_norm: float | None = None
     optimizer: str = "paper"
+    lr_decay: float = _AL_DEFAULTS.lr_decay
+    rewarmup: int = _AL_DEFAULTS.rewarmup
     rounds: int = _AL_DEFAULTS.rounds
     interval: int = _AL_DEFAULTS.interval
     budget: float = _AL_DEFAULTS.budget
@@ -211,8 +243,14 @@ class Grid:
     def cells(self) -> list[Cell]:
         """The grid's cells in the order they run (seed before variant)."""
         cells = low_resource_cells(self) if self.low_resource else grid_cells(self)
+        round_lr = {"lr_decay": self.lr_decay, "rewarmup": self.rewarmup}
         return [
-            replace(cell, max_grad_norm=self.max_grad_norm, optimizer=self.optimizer)
+            replace(
+                cell,
+                max_grad_norm=self.max_grad_norm,
+                optimizer=self.optimizer,
+                **(round_lr if cell.active else {}),
+            )
             for cell in cells
         ]
 
@@ -383,6 +421,8 @@ def experiment_config(cell: Cell, options: RunOptions) -> ExperimentConfig:
             oracle=variant.oracle,
             transductive=variant.transductive,
             question=variant.question,
+            lr_decay=cell.lr_decay,
+            rewarmup=cell.rewarmup,
         )
     return ExperimentConfig(
         dataset=cell.dataset,
@@ -460,6 +500,7 @@ def warm_start_from(cell: Cell, work_dir: str | Path) -> tuple[Cell, Path] | Non
         budget=0.0,
         alpha=None,
         prune=None,
+        **_CONSTANT_ROUND_LR,
     )
     for sibling in dict.fromkeys([warmup, replace(warmup, pool_ratio=0.0)]):
         checkpoint = Path(work_dir) / sibling.name / "checkpoint.pt"

@@ -193,6 +193,10 @@ def format_markdown(
             variant += f" clip{row['max_grad_norm']:g}"
         if row.get("optimizer", "paper") != "paper":
             variant += f" {row['optimizer']}-optimizer"
+        if row.get("lr_decay") is not None:
+            variant += f" lr-decay{row['lr_decay']:g}"
+        if row.get("rewarmup") is not None:
+            variant += f" rewarmup{row['rewarmup']}"
         paper = row["paper"]
         cells = [
             row["dataset"],

@@ -26,6 +26,10 @@ from almea_pyg.typing import SimilarityMetric
 
 log = logging.getLogger(__name__)
 
+#: The learning-rate schedule of a trainer that :meth:`Trainer.schedule_lr` never
+#: changed: the base rate from epoch 0 on.
+CONSTANT_LR = {"scale": 1.0, "warmup": 0, "start": 0}
+
 #: ``callback(trainer)`` after every epoch; returning ``True`` stops training.
 EpochCallback = Callable[["Trainer"], "bool | None"]
 
@@ -78,7 +82,8 @@ class Trainer:
     ``log.csv``. The trainer can be paused between epochs and handed
     new seed links (:meth:`add_train_links`), which is what active learning does.
     The log also holds ``grad_norm``, the mean global L2 norm of the gradients
-    before any clipping, so that instabilities of training can be traced. A
+    before any clipping, so that instabilities of training can be traced, and
+    ``lr``, the epoch's learning rate (:meth:`schedule_lr` changes it). A
     non-finite loss or gradient norm stops training with
     :class:`TrainingDivergedError` naming the epoch and step, before the step.
     :attr:`metadata` (e.g. the run's configuration) is saved with every
@@ -135,6 +140,9 @@ class Trainer:
         if not weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         self.optimizer = make_adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        #: The base learning rate; each epoch trains at :meth:`current_lr`.
+        self.lr = lr
+        self._lr_schedule = dict(CONSTANT_LR)
         self.batch_size = batch_size
         self.max_grad_norm = max_grad_norm
         self.eval_every = eval_every
@@ -171,10 +179,30 @@ class Trainer:
         self.train_links = torch.cat([self.train_links, new], dim=1)
         return new.size(1)
 
+    def schedule_lr(self, *, scale: float = 1.0, warmup: int = 0) -> None:
+        """From the next epoch on, train at ``scale`` times :attr:`lr`, reached
+        linearly over ``warmup`` epochs (the ``i``-th of them at ``i / (warmup +
+        1)`` of it): a decay and a re-warm-up of the learning rate, e.g. after
+        active learning added seed links."""
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        if warmup < 0:
+            raise ValueError(f"warmup must be >= 0 epochs, got {warmup}")
+        self._lr_schedule = {"scale": scale, "warmup": warmup, "start": self.epoch}
+
+    def current_lr(self) -> float:
+        """The learning rate of the next epoch (:meth:`schedule_lr`)."""
+        schedule = self._lr_schedule
+        ramp = (self.epoch - schedule["start"] + 1) / (schedule["warmup"] + 1)
+        return self.lr * schedule["scale"] * min(1.0, ramp)
+
     def train_epoch(self) -> dict[str, float]:
-        """One pass over the seed links; returns the mean of each loss term and of
-        ``grad_norm``."""
+        """One pass over the seed links; returns the mean of each loss term, of
+        ``grad_norm`` and the epoch's ``lr``."""
         self.model.train()
+        lr = self.current_lr()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         num = self.train_links.size(1)
         perm = torch.randperm(num, generator=self.generator).to(self.train_links.device)
         sums: dict[str, float] = {}
@@ -195,7 +223,8 @@ class Trainer:
         # through evaluation and selection; the next step clears them anyway
         self.optimizer.zero_grad(set_to_none=True)
         release_free_memory()
-        return {key: value / max(steps, 1) for key, value in sums.items()}
+        means = {key: value / max(steps, 1) for key, value in sums.items()}
+        return {**means, "lr": lr}
 
     def _backward(self, batch: Tensor, step: int) -> dict[str, Tensor]:
         """The losses of one batch of seed links ``(2, B)``, with the gradients of
@@ -301,6 +330,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "train_links": self.train_links,
             "epoch": self.epoch,
+            "lr_schedule": self._lr_schedule,
             "history": self.history,
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -318,6 +348,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.train_links = state["train_links"].to(self.pair.links.device)
         self.epoch = state["epoch"]
+        self._lr_schedule = dict(state.get("lr_schedule", CONSTANT_LR))
         self.history = state["history"]
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])

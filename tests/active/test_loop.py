@@ -185,6 +185,14 @@ def test_resume_equals_uninterrupted(pair, tmp_path):
     assert resumed.rounds[-1]["mrr"] == straight.rounds[-1]["mrr"]
 
 
+def test_rounds_decay_and_rewarm_the_learning_rate(pair):
+    al = learner(pair, strategy="none", interval=2, rounds=2, lr_decay=0.5, rewarmup=1)
+    al.run()
+    lrs = [row["lr"] for row in al.trainer.history]
+    # warm-up at 1e-2; each round starts at half its rate, then its rate
+    assert lrs == pytest.approx([1e-2, 1e-2, 2.5e-3, 5e-3, 1.25e-3, 2.5e-3])
+
+
 def test_callback_runs_on_warmup_epochs_only(pair):
     al = learner(pair, strategy="random", oracle="pseudo", transductive=True)
     seen = []
@@ -199,6 +207,9 @@ def test_callback_runs_on_warmup_epochs_only(pair):
         ({"budget": 2.5}, "budget"),
         ({"interval": 0}, "interval"),
         ({"rounds": -1}, "rounds"),
+        ({"lr_decay": 0.0}, "lr_decay"),
+        ({"lr_decay": 1.5}, "lr_decay"),
+        ({"rewarmup": -1}, "rewarmup"),
     ],
 )
 def test_config_refuses_impossible_schedules(config, message):

@@ -1,3 +1,4 @@
+import csv
 import json
 import logging
 
@@ -128,6 +129,28 @@ def test_active_cells_warm_start_from_the_run_without_active_learning(
     assert cold["metrics"] == warm["metrics"]
 
 
+def test_round_lr_options_act_after_the_shared_warm_up(ran_grid, tmp_path):
+    # They change the rounds only: the cell starts from the same warm-up, its
+    # key and protocol state them, and the rounds' epochs train at that rate.
+    _, work, records = ran_grid
+    cells = tiny_grid(["almea", "almea+ds3"], lr_decay=0.5, rewarmup=1).cells()
+    plain, active = cells
+    assert plain == Cell(**records["almea"][1]["cell"])  # the rate of no round
+    assert active.key()["lr_decay"] == 0.5 and active.key()["rewarmup"] == 1
+    assert "lr_decay" not in plain.key() and "rewarmup" not in plain.key()
+    settings = experiment_config(active, CONFIG_ONLY).active
+    assert (settings.lr_decay, settings.rewarmup) == (0.5, 1)
+    results = tmp_path / "results"
+    assert run([active], results, work) == 0
+    (record,) = [json.loads(p.read_text()) for p in results.glob("*.json")]
+    assert record["warm_start"] == plain.name
+    assert record["protocol"]["round_lr_decay"] == 0.5
+    assert record["protocol"]["round_rewarmup"] == 1
+    with open(work / active.name / "log.csv") as f:
+        lrs = [float(row["lr"]) for row in csv.DictReader(f)]
+    assert lrs == pytest.approx([1e-3, 1e-3, 2.5e-4])
+
+
 def test_pool_ratio_cells_warm_start_from_the_run_without_a_pool(ran_grid, tmp_path):
     # A pool ratio leaves the seeds unchanged, so the warm-up trained without a
     # pool (the grid's almea cell) is the warm-up of a pool-ratio cell: taking
@@ -245,6 +268,14 @@ def test_unknown_variant_fails_before_training(tmp_path, monkeypatch, variant):
         (
             dict(rounds=5, interval=50, budget=0.01, alpha=0.35, optimizer="code"),
             "FB15K_DB15K-r0.2-almea+ds3-e500-optcode-s0",
+        ),
+        (
+            dict(rounds=5, interval=50, budget=0.01, alpha=0.35, lr_decay=0.5),
+            "FB15K_DB15K-r0.2-almea+ds3-e500-ld0.5-s0",
+        ),
+        (
+            dict(rounds=5, interval=50, budget=0.01, alpha=0.35, rewarmup=3),
+            "FB15K_DB15K-r0.2-almea+ds3-e500-rw3-s0",
         ),
     ],
 )

@@ -150,6 +150,34 @@ def test_grad_norm_logged_and_clipped(pair):
     assert clipped_row["grad_norm"] > 5 * limit
 
 
+def test_schedule_lr_decays_and_ramps_back_up(pair):
+    trainer = make_trainer(pair, lr=0.01, batch_size=64)
+    trainer.fit(2)
+    trainer.schedule_lr(scale=0.5, warmup=2)
+    trainer.fit(4)
+    lrs = [row["lr"] for row in trainer.history]
+    assert lrs == pytest.approx([0.01, 0.01, 0.005 / 3, 0.01 / 3, 0.005, 0.005])
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.005)
+    with pytest.raises(ValueError, match="scale"):
+        trainer.schedule_lr(scale=0.0)
+    with pytest.raises(ValueError, match="warmup"):
+        trainer.schedule_lr(warmup=-1)
+
+
+def test_resume_keeps_the_lr_schedule(pair, tmp_path):
+    straight = make_trainer(pair, batch_size=32)
+    straight.schedule_lr(scale=0.5, warmup=3)
+    straight.fit(2)
+    path = straight.save_checkpoint(tmp_path / "ckpt.pt")
+    straight.fit(2)
+    resumed = make_trainer(pair, batch_size=32)
+    resumed.load_checkpoint(path)
+    resumed.fit(2)
+    assert [r["lr"] for r in resumed.history] == [r["lr"] for r in straight.history]
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
 def test_max_grad_norm_validated(pair):
     with pytest.raises(ValueError, match="max_grad_norm"):
         make_trainer(pair, max_grad_norm=0.0)
