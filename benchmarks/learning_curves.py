@@ -4,7 +4,9 @@ Reads the cell JSONs that ``benchmarks/accuracy.py`` wrote (one per strategy and
 seed, each with its per-round records) and writes, per setting (dataset, start
 ratio, pool ratio, schedule):
 
-- ``curves.json``: per strategy and round, the mean ± std over seeds of the
+- ``curves.json``: per strategy (its variant, with what it trained with beyond
+  the paper's optimiser and constant learning rate, e.g. ``almea+passive clip1``)
+  and round, the mean ± std over seeds of the
   questions asked so far, links gained, true answers the model already ranked
   first, DS3's pool and representatives, MRR and Hits@1; and per round the paired
   differences of every strategy against ``--reference`` (default: passive).
@@ -16,6 +18,9 @@ ratio, pool ratio, schedule):
     python benchmarks/learning_curves.py --results benchmarks/results/scarce \\
         --plot docs/scarce_curves.png
 
+``--results`` takes several folders (the files go to the first); ``--variants``
+keeps those strategies (and the reference) and the settings where one of them ran.
+
 The round metrics are what the loop evaluated after each round: CSLS,
 left-to-right, on the setting's test links (the same for every strategy of a
 setting: test entities never enter the pool).
@@ -26,10 +31,12 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from almea_pyg.io import atomic_write_text
+from almea_pyg.pipeline.report import training_label
 from almea_pyg.pipeline.stats import format_mean_std as fmt
 from almea_pyg.pipeline.stats import format_paired_t_test, mean_std, paired_t_test
 
@@ -38,10 +45,10 @@ SERIES = ("asked", "gained", "already_top1", "pool", "representatives")
 SCHEDULE = ("seed_ratio", "pool_ratio", "rounds", "interval", "budget", "epochs")
 
 
-def load_cells(results: Path) -> list[dict[str, Any]]:
-    """The active-learning cell records under ``results``."""
+def load_cells(*folders: Path) -> list[dict[str, Any]]:
+    """The active-learning cell records in ``folders``."""
     records = []
-    for path in sorted(results.glob("*.json")):
+    for path in sorted(p for folder in folders for p in folder.glob("*.json")):
         record = json.loads(path.read_text())
         if "cell" in record and record["cell"].get("rounds"):
             records.append(record)
@@ -77,14 +84,35 @@ def setting_key(cell: dict[str, Any]) -> tuple:
     return (cell["dataset"], *(cell.get(k, 0.0) for k in SCHEDULE))
 
 
-def summarise(records: list[dict[str, Any]], reference: str) -> list[dict[str, Any]]:
-    """Per setting: mean ± std curves per strategy and paired tests per round."""
+def strategy_label(cell: dict[str, Any]) -> str:
+    """The variant, with what it trained with beyond the paper's schedule."""
+    return cell["variant"] + training_label(cell)
+
+
+def summarise(
+    records: list[dict[str, Any]],
+    reference: str,
+    keep: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Per setting: mean ± std curves per strategy and paired tests per round.
+
+    With ``keep``, only those strategies and the reference, in the settings where
+    one of ``keep`` ran.
+    """
     settings: dict[tuple, dict[str, dict[int, dict]]] = defaultdict(
         lambda: defaultdict(dict)
     )
     for record in records:
         cell = record["cell"]
-        settings[setting_key(cell)][cell["variant"]][cell["seed"]] = curve(record)
+        label = strategy_label(cell)
+        if keep is None or label in keep or label == reference:
+            settings[setting_key(cell)][label][cell["seed"]] = curve(record)
+    if keep is not None:
+        settings = {
+            key: variants
+            for key, variants in settings.items()
+            if set(variants) & set(keep) - {reference}
+        }
     out = []
     for key, variants in sorted(settings.items()):
         setting = dict(zip(("dataset", *SCHEDULE), key))
@@ -224,16 +252,29 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument(
+        "--results",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="folders of cell JSONs; curves.json and curves.md go to the first",
+    )
     parser.add_argument("--reference", default="almea+passive")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        metavar="STRATEGY",
+        help="only these strategies (labels as in curves.md) and the reference",
+    )
     parser.add_argument("--plot", type=Path, help="write the curves' plot here")
     args = parser.parse_args(argv)
-    records = load_cells(args.results)
-    if not records:
-        parser.error(f"no active-learning cells in {args.results}")
-    summary = summarise(records, args.reference)
-    atomic_write_text(json.dumps(summary, indent=1), args.results / "curves.json")
-    atomic_write_text(format_markdown(summary), args.results / "curves.md")
+    records = load_cells(*args.results)
+    summary = summarise(records, args.reference, args.variants)
+    if not summary:
+        parser.error(f"no active-learning cells to show in {args.results}")
+    out = args.results[0]
+    atomic_write_text(json.dumps(summary, indent=1), out / "curves.json")
+    atomic_write_text(format_markdown(summary), out / "curves.md")
     if args.plot is not None:
         plot(summary, args.plot)
     return 0

@@ -56,3 +56,31 @@ def test_curves_average_seeds_and_test_against_passive(lc, tmp_path):
     row = "| almea+ds3 | 2 | 15 ± 1 | 8 ± 1 | 2 ± 0 | 10 ± 0 / 40 ± 0 | 22.00 ± 1.41 |"
     assert row in markdown
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_training_options_are_strategies_of_their_own(lc, tmp_path):
+    # a clipped passive run is not averaged with the plain one; --variants keeps
+    # it and the reference, across folders, in the settings where it ran
+    plain, options = tmp_path / "plain", tmp_path / "options"
+    plain.mkdir()
+    options.mkdir()
+    for seed, mrr in ((0, 30.0), (1, 34.0)):
+        write_cell(plain, "almea+passive", seed, [10.0, 20.0, mrr], [0, 8, 8])
+        write_cell(plain, "almea+ds3", seed, [10.0, 15.0, mrr - 8], [0, 8, 8])
+    for seed, mrr in ((0, 32.0), (1, 35.0)):
+        write_cell(options, "almea+passive", seed, [10.0, 20.0, mrr], [0, 8, 8])
+        cell_file = options / f"almea+passive-s{seed}.json"
+        record = json.loads(cell_file.read_text())
+        record["cell"]["max_grad_norm"] = 1.0
+        cell_file.write_text(json.dumps(record))
+    argv = ["--results", str(options), str(plain), "--variants", "almea+passive clip1"]
+    assert lc.main(argv) == 0
+    (block,) = json.loads((options / "curves.json").read_text())
+    assert set(block["strategies"]) == {"almea+passive", "almea+passive clip1"}
+    assert block["strategies"]["almea+passive"][2]["mrr"]["mean"] == 32.0
+    (test,) = [t for t in block["paired_vs_reference"] if t["round"] == 2]
+    assert test["variant"] == "almea+passive clip1"
+    assert test["mrr"]["mean_diff"] == pytest.approx(1.5)
+    assert not (plain / "curves.json").exists()
+    with pytest.raises(SystemExit):
+        lc.main(["--results", str(plain), "--variants", "almea+passive clip1"])

@@ -146,6 +146,21 @@ def paper_reference(cell: Cell) -> dict[str, Any] | None:
     return PAPER_RESULTS.get((cell.dataset, cell.seed_ratio, cell.variant))
 
 
+def training_label(cell: dict[str, Any]) -> str:
+    """How a cell's key trained beyond the paper's optimiser and constant learning
+    rate, as a label suffix (e.g. ``" clip1 lr-decay0.8"``; ``""`` for none)."""
+    label = ""
+    if cell.get("max_grad_norm") is not None:
+        label += f" clip{cell['max_grad_norm']:g}"
+    if cell.get("optimizer", "paper") != "paper":
+        label += f" {cell['optimizer']}-optimizer"
+    if cell.get("lr_decay") is not None:
+        label += f" lr-decay{cell['lr_decay']:g}"
+    if cell.get("rewarmup") is not None:
+        label += f" rewarmup{cell['rewarmup']}"
+    return label
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -189,14 +204,7 @@ def format_markdown(
             variant += ")"
         if row["dim"] != DEFAULT_DIM:
             variant += f" d{row['dim']}"
-        if row.get("max_grad_norm") is not None:
-            variant += f" clip{row['max_grad_norm']:g}"
-        if row.get("optimizer", "paper") != "paper":
-            variant += f" {row['optimizer']}-optimizer"
-        if row.get("lr_decay") is not None:
-            variant += f" lr-decay{row['lr_decay']:g}"
-        if row.get("rewarmup") is not None:
-            variant += f" rewarmup{row['rewarmup']}"
+        variant += training_label(row)
         paper = row["paper"]
         cells = [
             row["dataset"],
