@@ -24,7 +24,9 @@ another, each timed, with the peak resident memory it reached:
 Writes ``benchmarks/results/scale.json`` (the protocol, every stage at every
 size, and ``cost = a N^b`` fitted by least squares on the log-log points) after
 each size, and a log-log plot of the seconds and peak memory against ``N``.
-``--keep`` keeps the sizes the file already holds (e.g. to add 1M later).
+``--keep`` keeps the sizes the file already holds (e.g. to add 1M later) that
+searched as asked now. ``--faiss-index ivf`` (or ``hnsw``) makes the searches
+approximate: the exact lists of selection's mutual nearest neighbours cost N^2.
 """
 
 from __future__ import annotations
@@ -83,10 +85,22 @@ def stage(result: dict[str, Any], name: str, call: Callable[[], Any]) -> Any:
     return out
 
 
+def search_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The top-k search of evaluation and selection: exact, or a faiss index."""
+    if args.search == "exact":
+        return {"search": "exact"}
+    return {"search": "faiss", "search_kwargs": {"index": args.faiss_index}}
+
+
+def search_name(args: argparse.Namespace) -> str:
+    """How a size's top-k lists were searched (a kept size must match)."""
+    return args.search if args.search == "exact" else f"faiss {args.faiss_index}"
+
+
 def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
     """Every stage at ``n`` entities per side, in this process."""
     limit_heap_fragmentation()
-    result: dict[str, Any] = {"n": n}
+    result: dict[str, Any] = {"n": n, "search": search_name(args)}
     pair = stage(
         result,
         "data",
@@ -122,7 +136,12 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
         result,
         "evaluation",
         lambda: evaluate_alignment(
-            emb_s, emb_t, links, candidates=test[1], metric="csls", search=args.search
+            emb_s,
+            emb_t,
+            links,
+            candidates=test[1],
+            metric="csls",
+            **search_options(args),
         ),
     )
     result["evaluation"]["metrics"] = metrics
@@ -137,8 +156,8 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
             budget,
             exclude_source=test[0],
             exclude_target=test[1],
-            search=args.search,
             block_size=args.block_size,
+            **search_options(args),
         ),
     )
     result["selection"].update(
@@ -171,9 +190,14 @@ def fit_exponent(sizes: list[int], costs: list[float]) -> dict[str, float] | Non
     return {"exponent": b, "coefficient": math.exp(mean_y - b * mean_x)}
 
 
+def ran_through(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sizes whose every stage ran (a failed one holds ``"failed"``)."""
+    return [run for run in runs if "failed" not in run]
+
+
 def fits(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The fitted exponent of every stage's seconds and of the peak memory."""
-    done = [run for run in runs if "failed" not in run]
+    done = ran_through(runs)
     sizes = [run["n"] for run in done]
     out = {
         f"{name}_seconds": fit_exponent(sizes, [run[name]["seconds"] for run in done])
@@ -192,7 +216,10 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
     """Seconds of each stage and the peak memory against ``n``, log-log."""
     from matplotlib.figure import Figure
 
-    done = [run for run in runs if "failed" not in run]
+    done = ran_through(runs)
+    if not done:
+        logging.warning("no size ran through: no plot")
+        return
     sizes = [run["n"] for run in done]
     fig = Figure(figsize=(9, 3.6))
     seconds, memory = fig.subplots(1, 2)
@@ -235,10 +262,10 @@ def protocol(args: argparse.Namespace, load: list[float]) -> dict[str, Any]:
         "includes building the model and the trainer",
         "embed": "model.embed of every entity (batched after the GAT)",
         "evaluation": f"CSLS, left to right, the first {args.eval_links} test "
-        f"links ranked among all test targets, search={args.search!r}",
+        f"links ranked among all test targets, search: {search_name(args)}",
         "selection": "ds3_acquire (paper's alpha 0.35), budget 1 % of the links, "
         "pool: mutual nearest neighbours of the entities neither labelled nor in "
-        f"a test link (no test link can be selected), search={args.search!r}, "
+        f"a test link (no test link can be selected), search: {search_name(args)}, "
         f"blocks of {args.block_size}",
         "memory": "peak_rss_mib: the process's peak resident memory at the end "
         "of the stage; peak_added_mib: above its resident level before the stage",
@@ -259,6 +286,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fanouts", nargs="+", type=int, default=[10, 10])
     parser.add_argument("--eval-links", type=int, default=2000)
     parser.add_argument("--search", choices=["exact", "faiss"], default="faiss")
+    parser.add_argument(
+        "--faiss-index",
+        choices=["flat", "hnsw", "ivf"],
+        default="flat",
+        help="with --search faiss: flat (exact) or an approximate index",
+    )
     parser.add_argument("--block-size", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
@@ -280,6 +313,7 @@ def _worker_argv(args: argparse.Namespace, n: int) -> list[str]:
     for name in ("seed", "seed_ratio", "pool_ratio", "epochs", "batch_size"):
         argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     argv += ["--fanouts", *map(str, args.fanouts), "--search", args.search]
+    argv += ["--faiss-index", args.faiss_index]
     argv += ["--eval-links", str(args.eval_links)]
     argv += ["--block-size", str(args.block_size)]
     if args.threads is not None:
@@ -304,6 +338,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run["n"]: run
             for run in json.loads(args.out.read_text())["sizes"]
             if "failed" not in run
+            and run.get("search", "faiss flat") == search_name(args)
         }
     runs: list[dict[str, Any]] = []
     report: dict[str, Any] = {}

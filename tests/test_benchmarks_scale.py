@@ -39,7 +39,7 @@ def test_tiny_run(bench, monkeypatch, tmp_path):
     report = bench.main([*argv, "--out", str(out), "--plot", str(plot)])
     assert json.loads(out.read_text()) == report
     assert [cmd[cmd.index("--worker") + 1] for cmd in children] == ["400", "800"]
-    assert "search='exact'" in report["protocol"]["evaluation"]
+    assert "search: exact" in report["protocol"]["evaluation"]
     small, large = report["sizes"]
     for run in (small, large):
         for name in bench.STAGES:
@@ -49,6 +49,7 @@ def test_tiny_run(bench, monkeypatch, tmp_path):
         assert run["selection"]["selected"] <= run["selection"]["budget"]
         assert run["selection"]["pool"] > 20  # split into blocks of 20
         assert run["selection"]["blocks"] > 1
+        assert run["search"] == "exact"
     assert large["sizes"]["entities"][0] > small["sizes"]["entities"][0]
     assert set(report["fit"]) >= {f"{name}_seconds" for name in bench.STAGES}
     # the exponent of two tiny sizes is timing noise: only that it was fitted
@@ -74,4 +75,8 @@ def test_keep_reuses_the_sizes_done(bench, monkeypatch, tmp_path):
     report = bench.main(argv)
     assert children == [800]  # a failed size runs again
     assert [run["n"] for run in report["sizes"]] == [400, 800]
-    assert report["sizes"][0] == done
+    assert report["sizes"][0] == done  # a size without a record searched flat
+    children.clear()
+    out.write_text(json.dumps({"sizes": [done]}))
+    bench.main([*argv, "--faiss-index", "ivf"])
+    assert children == [800, 400]  # searched otherwise: runs again
