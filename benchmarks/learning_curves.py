@@ -19,7 +19,7 @@ ratio, pool ratio, schedule):
         --plot docs/scarce_curves.png
 
 ``--results`` takes several folders (the files go to the first); ``--variants``
-keeps those strategies (and the reference) and the settings where one of them ran.
+keeps those strategies (and the reference) in the settings where all of them ran.
 
 The round metrics are what the loop evaluated after each round: CSLS,
 left-to-right, on the setting's test links (the same for every strategy of a
@@ -97,7 +97,7 @@ def summarise(
     """Per setting: mean ± std curves per strategy and paired tests per round.
 
     With ``keep``, only those strategies and the reference, in the settings where
-    one of ``keep`` ran.
+    all of ``keep`` ran.
     """
     settings: dict[tuple, dict[str, dict[int, dict]]] = defaultdict(
         lambda: defaultdict(dict)
@@ -111,7 +111,7 @@ def summarise(
         settings = {
             key: variants
             for key, variants in settings.items()
-            if set(variants) & set(keep) - {reference}
+            if set(keep) <= set(variants)
         }
     out = []
     for key, variants in sorted(settings.items()):

@@ -82,5 +82,13 @@ def test_training_options_are_strategies_of_their_own(lc, tmp_path):
     assert test["variant"] == "almea+passive clip1"
     assert test["mrr"]["mean_diff"] == pytest.approx(1.5)
     assert not (plain / "curves.json").exists()
+    both = [*argv, "almea+ds3"]
+    assert lc.main(both) == 0
+    (block,) = json.loads((options / "curves.json").read_text())
+    assert set(block["strategies"]) == {
+        "almea+passive",
+        "almea+passive clip1",
+        "almea+ds3",
+    }
     with pytest.raises(SystemExit):
         lc.main(["--results", str(plain), "--variants", "almea+passive clip1"])
