@@ -500,6 +500,8 @@ def serve_process(run, log):
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
+        # Ctrl-C as a user's shell gives it, whatever this process ignores
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines = queue.Queue()
     threading.Thread(
