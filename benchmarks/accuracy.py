@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="code: the paper's public code's optimiser (weight decay 1e-4, "
         "clipping at 1.0)",
     )
+    grid.add_argument(
+        "--fanouts",
+        type=int,
+        nargs="+",
+        help="mini-batch training: neighbours sampled per node at each hop "
+        "(e.g. 10 10; -1: all); default: the whole graph",
+    )
     active = parser.add_argument_group("active-learning schedule (almea+* variants)")
     active.add_argument("--rounds", type=int, default=_AL_DEFAULTS.rounds)
     active.add_argument("--interval", type=int, default=_AL_DEFAULTS.interval)

@@ -471,6 +471,7 @@ def _run_experiment(
             "optimizer": config.optimizer,
             "weight_decay": optimizer["weight_decay"],
             "max_grad_norm": optimizer["max_grad_norm"],
+            "fanouts": config.fanouts,
         },
         "metrics": metrics,
         "imputer_fit": imputer_fit,

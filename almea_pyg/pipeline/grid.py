@@ -88,7 +88,9 @@ class Cell:
     ``optimizer`` names the optimiser setting (``OPTIMIZERS``; the key leaves
     out ``"paper"``). ``lr_decay`` and ``rewarmup`` set the learning rate of the
     rounds (:class:`~almea_pyg.active.ActiveLearningConfig`; not in the paper;
-    the key leaves them out at ``1.0`` and ``0``).
+    the key leaves them out at ``1.0`` and ``0``). ``fanouts`` trains in mini-batches
+    on sampled neighbourhoods (:class:`~almea_pyg.train.Trainer`; the key leaves
+    it out at ``None``, the whole graph).
     """
 
     dataset: str
@@ -107,6 +109,7 @@ class Cell:
     optimizer: str = "paper"
     lr_decay: float = 1.0
     rewarmup: int = 0
+    fanouts: tuple[int, ...] | None = None
 
     @property
     def active(self) -> bool:
@@ -127,6 +130,7 @@ class Cell:
             and self.prune is None
             and self.max_grad_norm is None
             and self.optimizer == "paper"
+            and self.fanouts is None
             and not self.round_lr()
             and (paper_al or not self.active)
         )
@@ -173,6 +177,8 @@ class Cell:
             parts.append(f"g{self.max_grad_norm:g}")
         if self.optimizer != "paper":
             parts.append(f"opt{self.optimizer}")
+        if self.fanouts is not None:
+            parts.append("f" + "x".join(map(str, self.fanouts)))
         round_lr = self.round_lr()
         if "lr_decay" in round_lr:
             parts.append(f"ld{self.lr_decay:g}")
@@ -187,9 +193,11 @@ class Cell:
         key = asdict(self)
         if not self.pool_ratio:
             del key["pool_ratio"]
-        for name in ("prune", "max_grad_norm"):
+        for name in ("prune", "max_grad_norm", "fanouts"):
             if key[name] is None:
                 del key[name]
+        if self.fanouts is not None:
+            key["fanouts"] = list(self.fanouts)
         if self.optimizer == "paper":
             del key["optimizer"]
         for name in _CONSTANT_ROUND_LR.keys() - self.round_lr().keys():
@@ -214,6 +222,8 @@ class Grid:
         pool_ratio: Share of links in no split, revealable only by an oracle.
         max_grad_norm: Clip the gradients' global norm (not in the paper).
         optimizer: A key of :data:`~almea_pyg.pipeline.experiment.OPTIMIZERS`.
+        fanouts: Mini-batch training, that many sampled neighbours per node at
+            each hop. (default: the whole graph)
         lr_decay, rewarmup: The learning rate of the rounds (not in the paper;
             :class:`~almea_pyg.active.ActiveLearningConfig`).
         rounds, interval, budget: The active-learning schedule of ``almea+*``
@@ -232,6 +242,7 @@ class Grid:
     pool_ratio: float = 0.0
     max_grad_norm: float | None = None
     optimizer: str = "paper"
+    fanouts: Sequence[int] | None = None
     lr_decay: float = _AL_DEFAULTS.lr_decay
     rewarmup: int = _AL_DEFAULTS.rewarmup
     rounds: int = _AL_DEFAULTS.rounds
@@ -249,6 +260,7 @@ class Grid:
                 cell,
                 max_grad_norm=self.max_grad_norm,
                 optimizer=self.optimizer,
+                fanouts=None if self.fanouts is None else tuple(self.fanouts),
                 **(round_lr if cell.active else {}),
             )
             for cell in cells
@@ -439,6 +451,7 @@ def experiment_config(cell: Cell, options: RunOptions) -> ExperimentConfig:
         modalities=modalities,
         max_grad_norm=cell.max_grad_norm,
         optimizer=cell.optimizer,
+        fanouts=None if cell.fanouts is None else list(cell.fanouts),
         model={"dim": cell.dim},
         active=active,
         progress=options.progress,

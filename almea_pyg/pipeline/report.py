@@ -148,12 +148,15 @@ def paper_reference(cell: Cell) -> dict[str, Any] | None:
 
 def training_label(cell: dict[str, Any]) -> str:
     """How a cell's key trained beyond the paper's optimiser and constant learning
-    rate, as a label suffix (e.g. ``" clip1 lr-decay0.8"``; ``""`` for none)."""
+    rate on the whole graph, as a label suffix (e.g. ``" clip1 lr-decay0.8"``;
+    ``""`` for none)."""
     label = ""
     if cell.get("max_grad_norm") is not None:
         label += f" clip{cell['max_grad_norm']:g}"
     if cell.get("optimizer", "paper") != "paper":
         label += f" {cell['optimizer']}-optimizer"
+    if cell.get("fanouts") is not None:
+        label += " fanouts" + "x".join(map(str, cell["fanouts"]))
     if cell.get("lr_decay") is not None:
         label += f" lr-decay{cell['lr_decay']:g}"
     if cell.get("rewarmup") is not None:

@@ -1,6 +1,7 @@
 import csv
 import json
 import logging
+from dataclasses import replace
 
 import pytest
 import torch
@@ -277,6 +278,10 @@ def test_unknown_variant_fails_before_training(tmp_path, monkeypatch, variant):
             dict(rounds=5, interval=50, budget=0.01, alpha=0.35, rewarmup=3),
             "FB15K_DB15K-r0.2-almea+ds3-e500-rw3-s0",
         ),
+        (
+            dict(rounds=5, interval=50, budget=0.01, alpha=0.35, fanouts=(10, 5)),
+            "FB15K_DB15K-r0.2-almea+ds3-e500-f10x5-s0",
+        ),
     ],
 )
 def test_cell_names(kwargs, name):
@@ -407,3 +412,16 @@ def test_optimizer_reaches_every_cell_and_its_config():
     assert not any(c.paper_schedule() for c in cells)
     config = experiment_config(cells[0], RunOptions(results="r", work_dir="w"))
     assert config.optimizer_settings() == {"weight_decay": 1e-4, "max_grad_norm": 1.0}
+
+
+def test_fanouts_reach_every_cell_key_and_config():
+    grid = Grid(datasets=["FB15K_DB15K"], variants=["almea"], seeds=[0])
+    (whole,) = grid.cells()
+    assert "fanouts" not in whole.key()
+    (cell,) = replace(grid, fanouts=[10, 10]).cells()
+    assert cell.key()["fanouts"] == [10, 10]
+    assert cell.name == "FB15K_DB15K-r0.2-almea-e500-f10x10-s0"
+    assert not cell.paper_schedule()
+    options = RunOptions(results="r", work_dir="w")
+    assert experiment_config(cell, options).fanouts == [10, 10]
+    assert experiment_config(whole, options).fanouts is None
