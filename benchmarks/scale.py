@@ -73,6 +73,7 @@ STAGES = ("data", "train", "embed", "evaluation", "selection")
 def stage(result: dict[str, Any], name: str, call: Callable[[], Any]) -> Any:
     """Run ``call`` as stage ``name``: :func:`measure`'s seconds and added peak,
     and the process's peak so far."""
+    logging.info("n=%d %s: started", result["n"], name)
     out, result[name] = measure(call)
     result[name]["peak_rss_mib"] = peak = _status_mib("VmHWM")
     logging.info(
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     report: dict[str, Any] = {}
     for n in args.sizes:
-        run = kept.get(n) or {"n": n, **_run_child(_worker_argv(args, n))}
+        run = kept.get(n) or {"n": n, **_run_child(_worker_argv(args, n), echo=True)}
         runs.append(run)
         runs.sort(key=lambda run: run["n"])
         report = {

@@ -47,8 +47,10 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from argparse import SUPPRESS
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
@@ -532,17 +534,35 @@ def _common_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def _run_child(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run a worker process; its result, or why it produced none."""
-    proc = subprocess.run(
-        cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True
-    )
-    for line in reversed(proc.stdout.splitlines()):
+def _run_child(
+    cmd: list[str], env: dict[str, str] | None = None, echo: bool = False
+) -> dict[str, Any]:
+    """Run a worker process; its result, or why it produced none. With ``echo``
+    the worker's log lines reach this process's stderr as they come (a long
+    worker shows which stage it is in)."""
+    tail: deque[str] = deque(maxlen=40)
+    with tempfile.TemporaryFile("w+") as stdout:
+        proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, **(env or {})},
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for line in proc.stderr:
+            tail.append(line)
+            if echo:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+        returncode = proc.wait()
+        stdout.seek(0)
+        lines = stdout.read().splitlines()
+    for line in reversed(lines):
         if line.startswith(RESULT_PREFIX):
             return json.loads(line[len(RESULT_PREFIX) :])
     return {
-        "failed": f"worker exited with status {proc.returncode}",
-        "stderr_tail": proc.stderr[-2000:],
+        "failed": f"worker exited with status {returncode}",
+        "stderr_tail": "".join(tail)[-2000:],
     }
 
 

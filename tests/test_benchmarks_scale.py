@@ -28,7 +28,7 @@ def test_fit_exponent(bench):
 def test_tiny_run(bench, monkeypatch, tmp_path):
     children = []
 
-    def run_child(cmd, env=None):  # the worker in this process, to stay fast
+    def run_child(cmd, env=None, echo=False):  # the worker here, to stay fast
         children.append(cmd)
         return bench.main(cmd[2:])
 
@@ -65,7 +65,7 @@ def test_keep_reuses_the_sizes_done(bench, monkeypatch, tmp_path):
     out.write_text(json.dumps({"sizes": [done, {"n": 800, "failed": "killed"}]}))
     children = []
 
-    def run_child(cmd, env=None):  # records what would run; runs nothing
+    def run_child(cmd, env=None, echo=False):  # records what would run; runs nothing
         children.append(int(cmd[cmd.index("--worker") + 1]))
         return {"failed": "not run in this test"}
 

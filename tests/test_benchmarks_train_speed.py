@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,18 @@ def test_evaluation_dense_does_not_fit(bench, tmp_path, monkeypatch):
         assert entry[f"dense_{metric}"]["skipped"].startswith("does not fit: would")
         assert "metrics" in entry[f"chunked_{metric}"]
     assert "cosine_metrics_max_abs_diff" not in entry
+
+
+@pytest.mark.parametrize("echo", [False, True])
+def test_run_child_result_log_and_failure(bench, capfd, echo):
+    script = (
+        "import sys; print('worker log', file=sys.stderr, flush=True); "
+        f"print({bench.RESULT_PREFIX!r} + '{{\"ok\": 1}}')"
+    )
+    assert bench._run_child([sys.executable, "-c", script], echo=echo) == {"ok": 1}
+    assert ("worker log" in capfd.readouterr().err) is echo
+    failed = bench._run_child(
+        [sys.executable, "-c", "import sys; sys.exit('no result')"], echo=echo
+    )
+    assert failed["failed"] == "worker exited with status 1"
+    assert "no result" in failed["stderr_tail"]
