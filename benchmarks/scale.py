@@ -268,6 +268,9 @@ def protocol(args: argparse.Namespace, load: list[float]) -> dict[str, Any]:
         "pool: mutual nearest neighbours of the entities neither labelled nor in "
         f"a test link (no test link can be selected), search: {search_name(args)}, "
         f"blocks of {args.block_size}",
+        "time": "seconds: wall clock; cpu_seconds: CPU time of the worker's "
+        "threads (rows measured beside other jobs grow in wall time, not in CPU "
+        "time; rows before it was recorded lack it)",
         "memory": "peak_rss_mib: the process's peak resident memory at the end "
         "of the stage; peak_added_mib: above its resident level before the stage",
         "fit": "cost = a n^b, least squares on log cost against log n",

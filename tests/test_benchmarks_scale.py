@@ -44,6 +44,7 @@ def test_tiny_run(bench, monkeypatch, tmp_path):
     for run in (small, large):
         for name in bench.STAGES:
             assert run[name]["seconds"] > 0 and run[name]["peak_rss_mib"] > 0
+            assert run[name]["cpu_seconds"] > 0
         assert run["train"]["seconds_per_epoch"] > 0
         assert 0 <= run["evaluation"]["metrics"]["mrr"] <= 100
         assert run["selection"]["selected"] <= run["selection"]["budget"]
