@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar=("A", "B"),
-        help="paired t-test of variant A against B (repeatable)",
+        help="paired t-test of variant A against B (repeatable); a variant with "
+        "its summary label's training options names those cells, e.g. "
+        "'almea fanouts10x10' or 'almea code-optimizer'",
     )
     return parser
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from almea_pyg.io import atomic_write_text
-from almea_pyg.pipeline.report import training_label
+from almea_pyg.pipeline.grid import variant_label
 from almea_pyg.pipeline.stats import format_mean_std as fmt
 from almea_pyg.pipeline.stats import format_paired_t_test, mean_std, paired_t_test
 
@@ -84,11 +84,6 @@ def setting_key(cell: dict[str, Any]) -> tuple:
     return (cell["dataset"], *(cell.get(k, 0.0) for k in SCHEDULE))
 
 
-def strategy_label(cell: dict[str, Any]) -> str:
-    """The variant, with what it trained with beyond the paper's schedule."""
-    return cell["variant"] + training_label(cell)
-
-
 def summarise(
     records: list[dict[str, Any]],
     reference: str,
@@ -104,7 +99,7 @@ def summarise(
     )
     for record in records:
         cell = record["cell"]
-        label = strategy_label(cell)
+        label = variant_label(cell)
         if keep is None or label in keep or label == reference:
             settings[setting_key(cell)][label][cell["seed"]] = curve(record)
     if keep is not None:

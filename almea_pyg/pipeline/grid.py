@@ -111,6 +111,10 @@ class Cell:
     rewarmup: int = 0
     fanouts: tuple[int, ...] | None = None
 
+    def __post_init__(self) -> None:
+        if self.fanouts is not None:  # a JSON key holds a list
+            object.__setattr__(self, "fanouts", tuple(self.fanouts))
+
     @property
     def active(self) -> bool:
         return self.rounds > 0
@@ -205,6 +209,30 @@ class Cell:
         return key
 
 
+def training_label(cell: dict[str, Any]) -> str:
+    """How a cell's key trained beyond the paper's optimiser and constant learning
+    rate on the whole graph, as a label suffix (e.g. ``" clip1 lr-decay0.8"``;
+    ``""`` for none)."""
+    label = ""
+    if cell.get("max_grad_norm") is not None:
+        label += f" clip{cell['max_grad_norm']:g}"
+    if cell.get("optimizer", "paper") != "paper":
+        label += f" {cell['optimizer']}-optimizer"
+    if cell.get("fanouts") is not None:
+        label += " fanouts" + "x".join(map(str, cell["fanouts"]))
+    if cell.get("lr_decay") is not None:
+        label += f" lr-decay{cell['lr_decay']:g}"
+    if cell.get("rewarmup") is not None:
+        label += f" rewarmup{cell['rewarmup']}"
+    return label
+
+
+def variant_label(cell: dict[str, Any]) -> str:
+    """A cell key's variant and :func:`training_label`, e.g. ``"almea clip1"``:
+    the name its seeds are averaged and compared under."""
+    return cell["variant"] + training_label(cell)
+
+
 @dataclass
 class Grid:
     """The cells of a benchmark: ``datasets`` x ``seed_ratios`` x ``seeds`` x
@@ -260,7 +288,7 @@ class Grid:
                 cell,
                 max_grad_norm=self.max_grad_norm,
                 optimizer=self.optimizer,
-                fanouts=None if self.fanouts is None else tuple(self.fanouts),
+                fanouts=self.fanouts,
                 **(round_lr if cell.active else {}),
             )
             for cell in cells

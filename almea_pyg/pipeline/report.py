@@ -14,7 +14,7 @@ from typing import Any
 
 from almea_pyg.io import atomic_write_text
 from almea_pyg.pipeline.experiment import DEFAULT_DIM, write_json
-from almea_pyg.pipeline.grid import Cell, load_records
+from almea_pyg.pipeline.grid import Cell, load_records, training_label
 from almea_pyg.pipeline.stats import (
     METRICS,
     compare_variants,
@@ -144,24 +144,6 @@ def paper_reference(cell: Cell) -> dict[str, Any] | None:
     if not cell.paper_schedule():
         return None
     return PAPER_RESULTS.get((cell.dataset, cell.seed_ratio, cell.variant))
-
-
-def training_label(cell: dict[str, Any]) -> str:
-    """How a cell's key trained beyond the paper's optimiser and constant learning
-    rate on the whole graph, as a label suffix (e.g. ``" clip1 lr-decay0.8"``;
-    ``""`` for none)."""
-    label = ""
-    if cell.get("max_grad_norm") is not None:
-        label += f" clip{cell['max_grad_norm']:g}"
-    if cell.get("optimizer", "paper") != "paper":
-        label += f" {cell['optimizer']}-optimizer"
-    if cell.get("fanouts") is not None:
-        label += " fanouts" + "x".join(map(str, cell["fanouts"]))
-    if cell.get("lr_decay") is not None:
-        label += f" lr-decay{cell['lr_decay']:g}"
-    if cell.get("rewarmup") is not None:
-        label += f" rewarmup{cell['rewarmup']}"
-    return label
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from almea_pyg.pipeline.grid import Cell
+from almea_pyg.pipeline.grid import Cell, variant_label
 from almea_pyg.pipeline.variants import HARNESS_VARIANTS
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,11 @@ def _beta_fraction(
 
 
 def _group_key(cell: dict[str, Any]) -> tuple:
-    return tuple((k, v) for k, v in Cell(**cell).key().items() if k != "seed")
+    return tuple(
+        (k, tuple(v) if isinstance(v, list) else v)
+        for k, v in Cell(**cell).key().items()
+        if k != "seed"
+    )
 
 
 def summary_rows(
@@ -214,8 +218,11 @@ def compare_variants(
 ) -> list[dict[str, Any]]:
     """Paired t-tests of variant ``a`` against ``b`` over their common seeds.
 
-    One test per dataset, seed ratio, epochs and dimension (and schedule, for an
-    active-learning side) where both have at least two common seeds, on MRR and
+    ``a`` and ``b`` are :func:`~almea_pyg.pipeline.grid.variant_label` names: a
+    variant alone is its cells trained as the paper says, ``"almea clip1"`` or
+    ``"almea fanouts10x10"`` its cells trained so. One test per dataset, seed
+    ratio, epochs and dimension (and schedule, for an active-learning side) where
+    both have at least two common seeds, on MRR and
     Hits@1 (:func:`paired_t_test`); ``mean_diff`` is ``a - b``.
     """
     if a == b:
@@ -225,7 +232,8 @@ def compare_variants(
     )
     for record in records:
         cell = record["cell"]
-        if cell["variant"] not in (a, b):
+        label = variant_label(cell)
+        if label not in (a, b):
             continue
         setting = (
             cell["dataset"],
@@ -235,7 +243,7 @@ def compare_variants(
             cell.get("pool_ratio", 0.0),
         )
         schedule = tuple(cell.get(k) for k in SCHEDULE_FIELDS)
-        sides[setting][(cell["variant"], schedule)][cell["seed"]] = record
+        sides[setting][(label, schedule)][cell["seed"]] = record
     tests = []
     for setting, groups in sorted(sides.items()):
         for (va, sched_a), seeds_a in groups.items():

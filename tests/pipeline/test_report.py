@@ -1,5 +1,5 @@
-from almea_pyg.pipeline.grid import Cell
-from almea_pyg.pipeline.report import PAPER_RESULTS, paper_reference, training_label
+from almea_pyg.pipeline.grid import Cell, training_label
+from almea_pyg.pipeline.report import PAPER_RESULTS, paper_reference
 
 
 def test_the_paper_figure_only_for_the_papers_schedule():

@@ -166,6 +166,26 @@ def test_summarise_keeps_clipped_cells_apart(tmp_path):
     assert test["n"] == 2 and test["mrr"]["mean_diff"] == pytest.approx(1.5)
 
 
+def test_compare_by_label_pairs_mini_batch_cells_with_whole_graph_ones(tmp_path):
+    for seed in (0, 1, 2):
+        write_cell(tmp_path, "almea", seed, (10.0, 20.0, 30.0 + seed))
+        write_cell(
+            tmp_path, "almea", seed, (10.0, 20.0, 29.0 + 2 * seed), fanouts=(10, 10)
+        )
+    compare = [("almea fanouts10x10", "almea")]
+    _, out = write_summary(tmp_path, metric="csls", compare=compare)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = {tuple(r.get("fanouts") or ()): r for r in summary["rows"]}
+    assert sorted(rows) == [(), (10, 10)]
+    assert rows[10, 10]["mrr"]["mean"] == pytest.approx(31.0)
+    assert rows[()]["mrr"]["mean"] == pytest.approx(31.0)
+    assert "almea fanouts10x10" in out
+    (test,) = summary["comparisons"]
+    assert (test["a"], test["b"], test["n"]) == ("almea fanouts10x10", "almea", 3)
+    assert test["mrr"]["mean_diff"] == pytest.approx(0.0)  # -1, 0, +1
+    assert test["mrr"]["t"] == pytest.approx(0.0)
+
+
 def test_summarise_keeps_pool_ratios_apart_and_counts_what_the_oracle_saw(tmp_path):
     schedule = dict(rounds=2, interval=1, budget=0.01, pool_ratio=0.1)
     for seed in (0, 1):
