@@ -57,6 +57,7 @@ from train_speed import (  # noqa: E402
 )
 
 from almea_pyg.data.synthetic import make_synthetic_pair  # noqa: E402
+from almea_pyg.io import atomic_write_text  # noqa: E402
 from almea_pyg.metrics import evaluate_alignment  # noqa: E402
 from almea_pyg.models import ALMEA  # noqa: E402
 from almea_pyg.models.inputs import PairInputs  # noqa: E402
@@ -70,12 +71,17 @@ PLOT = Path(__file__).resolve().parents[1] / "docs" / "scale_cost.png"
 STAGES = ("data", "train", "embed", "evaluation", "selection")
 
 
-def stage(result: dict[str, Any], name: str, call: Callable[[], Any]) -> Any:
+def stage(
+    result: dict[str, Any], name: str, call: Callable[[], Any], partial: Path | None
+) -> Any:
     """Run ``call`` as stage ``name``: :func:`measure`'s seconds and added peak,
-    and the process's peak so far."""
+    and the process's peak so far. ``result`` so far goes to ``partial`` after
+    the stage, so that a worker killed later keeps the stages it finished."""
     logging.info("n=%d %s: started", result["n"], name)
     out, result[name] = measure(call)
     result[name]["peak_rss_mib"] = peak = _status_mib("VmHWM")
+    if partial is not None:
+        atomic_write_text(json.dumps(result), partial)
     logging.info(
         "n=%d %s: %.1f s, peak RSS %.0f MiB",
         result["n"],
@@ -108,6 +114,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
         lambda: make_synthetic_pair(num_entities=n, seed=args.seed).split(
             args.seed_ratio, seed=args.seed, pool_ratio=args.pool_ratio
         ),
+        args.partial,
     )
     torch.manual_seed(args.seed)
     config = ExperimentConfig(seed=args.seed, progress=False)
@@ -127,10 +134,10 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
         # trainer: the later stages need the model, its inputs and the seeds
         return trainer.model, trainer.inputs, trainer.train_links, trainer.history
 
-    model, inputs, train_links, history = stage(result, "train", train)
+    model, inputs, train_links, history = stage(result, "train", train, args.partial)
     epochs = [row["seconds"] for row in history]
     result["train"]["seconds_per_epoch"] = statistics.median(epochs)
-    emb_s, emb_t = stage(result, "embed", lambda: model.embed(inputs))
+    emb_s, emb_t = stage(result, "embed", lambda: model.embed(inputs), args.partial)
     test = pair.test_links
     links = test[:, : args.eval_links]
     metrics = stage(
@@ -144,6 +151,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
             metric="csls",
             **search_options(args),
         ),
+        args.partial,
     )
     result["evaluation"]["metrics"] = metrics
     budget = max(1, round(0.01 * pair.links.size(1)))
@@ -160,6 +168,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
             block_size=args.block_size,
             **search_options(args),
         ),
+        args.partial,
     )
     result["selection"].update(
         budget=budget,
@@ -309,6 +318,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--worker", type=int, help=SUPPRESS)
+    parser.add_argument("--partial", type=Path, help=SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -320,9 +330,28 @@ def _worker_argv(args: argparse.Namespace, n: int) -> list[str]:
     argv += ["--faiss-index", args.faiss_index]
     argv += ["--eval-links", str(args.eval_links)]
     argv += ["--block-size", str(args.block_size)]
+    argv += ["--partial", str(_partial_path(args, n))]
     if args.threads is not None:
         argv += ["--threads", str(args.threads)]
     return argv
+
+
+def _partial_path(args: argparse.Namespace, n: int) -> Path:
+    """Where the worker at ``n`` leaves the stages it finished."""
+    return args.out.with_name(f"{args.out.stem}.{n}.partial.json")
+
+
+def run_size(args: argparse.Namespace, n: int) -> dict[str, Any]:
+    """Every stage at ``n`` in a worker process; a worker that fails keeps the
+    stages it finished beside ``"failed"``."""
+    partial = _partial_path(args, n)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.unlink(missing_ok=True)
+    run = _run_child(_worker_argv(args, n), echo=True)
+    if "failed" in run and partial.exists():
+        run = {**json.loads(partial.read_text()), **run}
+    partial.unlink(missing_ok=True)
+    return {"n": n, **run}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -347,7 +376,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     report: dict[str, Any] = {}
     for n in args.sizes:
-        run = kept.get(n) or {"n": n, **_run_child(_worker_argv(args, n), echo=True)}
+        run = kept.get(n) or run_size(args, n)
         runs.append(run)
         runs.sort(key=lambda run: run["n"])
         report = {

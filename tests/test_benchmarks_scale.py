@@ -81,3 +81,28 @@ def test_keep_reuses_the_sizes_done(bench, monkeypatch, tmp_path):
     out.write_text(json.dumps({"sizes": [done]}))
     bench.main([*argv, "--faiss-index", "ivf"])
     assert children == [800, 400]  # searched otherwise: runs again
+
+
+def test_a_failed_size_keeps_the_stages_it_finished(bench, monkeypatch, tmp_path):
+    def no_selection(*args, **kwargs):
+        raise MemoryError("killed in selection")
+
+    def run_child(cmd, env=None, echo=False):  # the worker here, failing late
+        try:
+            return bench.main(cmd[2:])
+        except MemoryError as error:
+            return {"failed": "worker exited with status 1", "stderr_tail": str(error)}
+
+    monkeypatch.setattr(bench, "_run_child", run_child)
+    monkeypatch.setattr(bench, "ds3_acquire", no_selection)
+    out = tmp_path / "scale.json"
+    argv = ["--sizes", "400", "--eval-links", "50", "--batch-size", "100"]
+    argv += ["--search", "exact", "--fanouts", "5", "5", "--out", str(out)]
+    report = bench.main([*argv, "--plot", str(tmp_path / "scale.png")])
+    (run,) = report["sizes"]
+    assert run["n"] == 400 and run["stderr_tail"] == "killed in selection"
+    for name in ("data", "train", "embed", "evaluation"):
+        assert run[name]["seconds"] > 0
+    assert "selection" not in run and "sizes" not in run
+    assert bench.ran_through(report["sizes"]) == []
+    assert list(tmp_path.glob("*.partial.json")) == []
