@@ -105,7 +105,8 @@ def search_name(args: argparse.Namespace) -> str:
 
 
 def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Every stage at ``n`` entities per side, in this process."""
+    """The stages at ``n`` entities per side up to ``args.until``, in this
+    process."""
     limit_heap_fragmentation()
     result: dict[str, Any] = {"n": n, "search": search_name(args)}
     pair = stage(
@@ -134,11 +135,26 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
         # trainer: the later stages need the model, its inputs and the seeds
         return trainer.model, trainer.inputs, trainer.train_links, trainer.history
 
+    result["threads"] = torch.get_num_threads()
+    if args.until == "data":
+        return result
     model, inputs, train_links, history = stage(result, "train", train, args.partial)
     epochs = [row["seconds"] for row in history]
     result["train"]["seconds_per_epoch"] = statistics.median(epochs)
-    emb_s, emb_t = stage(result, "embed", lambda: model.embed(inputs), args.partial)
     test = pair.test_links
+    result["sizes"] = {
+        "entities": list(pair.num_entities),
+        "graph_edges": int(inputs.edge_index.size(1)),
+        "links": int(pair.links.size(1)),
+        "train_links": int(pair.train_links.size(1)),
+        "test_links": int(test.size(1)),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    if args.until == "train":
+        return result
+    emb_s, emb_t = stage(result, "embed", lambda: model.embed(inputs), args.partial)
+    if args.until == "embed":
+        return result
     links = test[:, : args.eval_links]
     metrics = stage(
         result,
@@ -154,6 +170,8 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
         args.partial,
     )
     result["evaluation"]["metrics"] = metrics
+    if args.until == "evaluation":
+        return result
     budget = max(1, round(0.01 * pair.links.size(1)))
     picked = stage(
         result,
@@ -176,15 +194,6 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
         selected=int(picked.source_index.numel()),
         blocks=None if picked.blocks is None else len(picked.blocks),
     )
-    result["sizes"] = {
-        "entities": list(pair.num_entities),
-        "graph_edges": int(inputs.edge_index.size(1)),
-        "links": int(pair.links.size(1)),
-        "train_links": int(pair.train_links.size(1)),
-        "test_links": int(test.size(1)),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
-    result["threads"] = torch.get_num_threads()
     return result
 
 
@@ -201,25 +210,35 @@ def fit_exponent(sizes: list[int], costs: list[float]) -> dict[str, float] | Non
 
 
 def ran_through(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The sizes whose every stage ran (a failed one holds ``"failed"``)."""
+    """The sizes whose stages up to ``--until`` ran (a failed one holds
+    ``"failed"``)."""
     return [run for run in runs if "failed" not in run]
 
 
 def fits(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The fitted exponent of every stage's seconds and of the peak memory."""
+    """The fitted exponent of every stage's seconds (over the sizes that ran it)
+    and of the peak memory."""
     done = ran_through(runs)
-    sizes = [run["n"] for run in done]
-    out = {
-        f"{name}_seconds": fit_exponent(sizes, [run[name]["seconds"] for run in done])
-        for name in STAGES
-    }
+    out = {}
+    for name in STAGES:
+        ran = [run for run in done if name in run]
+        out[f"{name}_seconds"] = fit_exponent(
+            [run["n"] for run in ran], [run[name]["seconds"] for run in ran]
+        )
+    trained = [run for run in done if "train" in run]
     out["train_seconds_per_epoch"] = fit_exponent(
-        sizes, [run["train"]["seconds_per_epoch"] for run in done]
+        [run["n"] for run in trained],
+        [run["train"]["seconds_per_epoch"] for run in trained],
     )
     out["peak_rss_mib"] = fit_exponent(
-        sizes, [max(run[name]["peak_rss_mib"] for name in STAGES) for run in done]
+        [run["n"] for run in done], [peak_rss_mib(run) for run in done]
     )
     return out
+
+
+def peak_rss_mib(run: dict[str, Any]) -> float:
+    """The highest resident memory over the stages ``run`` holds."""
+    return max(run[name]["peak_rss_mib"] for name in STAGES if name in run)
 
 
 def plot(runs: list[dict[str, Any]], path: Path) -> None:
@@ -234,12 +253,14 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
     fig = Figure(figsize=(9, 3.6))
     seconds, memory = fig.subplots(1, 2)
     for name in STAGES:
-        seconds.plot(sizes, [run[name]["seconds"] for run in done], "o-", label=name)
-    memory.plot(
-        sizes,
-        [max(run[name]["peak_rss_mib"] for name in STAGES) / 1024 for run in done],
-        "o-",
-    )
+        ran = [run for run in done if name in run]
+        seconds.plot(
+            [run["n"] for run in ran],
+            [run[name]["seconds"] for run in ran],
+            "o-",
+            label=name,
+        )
+    memory.plot(sizes, [peak_rss_mib(run) / 1024 for run in done], "o-")
     for axes, label in ((seconds, "seconds"), (memory, "peak RSS (GiB)")):
         axes.set_xscale("log")
         axes.set_yscale("log")
@@ -282,7 +303,9 @@ def protocol(args: argparse.Namespace, load: list[float]) -> dict[str, Any]:
         "time; rows before it was recorded lack it)",
         "memory": "peak_rss_mib: the process's peak resident memory at the end "
         "of the stage; peak_added_mib: above its resident level before the stage",
-        "fit": "cost = a n^b, least squares on log cost against log n",
+        "stages": f"up to {args.until} (a size holds the stages it ran)",
+        "fit": "cost = a n^b, least squares on log cost against log n, over the "
+        "sizes that ran the stage",
     }
 
 
@@ -306,6 +329,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --search faiss: flat (exact) or an approximate index",
     )
     parser.add_argument("--block-size", type=int, default=2000)
+    parser.add_argument(
+        "--until",
+        choices=STAGES,
+        default=STAGES[-1],
+        help="run the stages up to this one (each needs the ones before it)",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
         "--machine-note", default="shared with other jobs (expect timing noise)"
@@ -329,7 +358,7 @@ def _worker_argv(args: argparse.Namespace, n: int) -> list[str]:
     argv += ["--fanouts", *map(str, args.fanouts), "--search", args.search]
     argv += ["--faiss-index", args.faiss_index]
     argv += ["--eval-links", str(args.eval_links)]
-    argv += ["--block-size", str(args.block_size)]
+    argv += ["--block-size", str(args.block_size), "--until", args.until]
     argv += ["--partial", str(_partial_path(args, n))]
     if args.threads is not None:
         argv += ["--threads", str(args.threads)]

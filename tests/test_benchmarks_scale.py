@@ -103,6 +103,23 @@ def test_a_failed_size_keeps_the_stages_it_finished(bench, monkeypatch, tmp_path
     assert run["n"] == 400 and run["stderr_tail"] == "killed in selection"
     for name in ("data", "train", "embed", "evaluation"):
         assert run[name]["seconds"] > 0
-    assert "selection" not in run and "sizes" not in run
+    assert "selection" not in run and run["sizes"]["links"] > 0
     assert bench.ran_through(report["sizes"]) == []
     assert list(tmp_path.glob("*.partial.json")) == []
+
+
+def test_until_runs_the_first_stages_only(bench, monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        bench, "_run_child", lambda cmd, env=None, echo=False: bench.main(cmd[2:])
+    )
+    out = tmp_path / "scale.json"
+    argv = ["--sizes", "300", "500", "--batch-size", "100", "--fanouts", "5", "5"]
+    argv += ["--until", "train", "--out", str(out)]
+    report = bench.main([*argv, "--plot", str(tmp_path / "scale.png")])
+    for run in report["sizes"]:
+        assert {"data", "train"} <= set(run) and "embed" not in run
+        assert run["train"]["seconds_per_epoch"] > 0
+    assert report["fit"]["train_seconds_per_epoch"] is not None
+    assert report["fit"]["embed_seconds"] is None
+    assert "up to train" in report["protocol"]["stages"]
+    assert (tmp_path / "scale.png").stat().st_size > 0
