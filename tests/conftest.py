@@ -1,9 +1,11 @@
-"""Shared fixtures: the location of the real MMKG data (skips cleanly when absent)."""
+"""Shared fixtures: the location of the real MMKG data (skips cleanly when absent),
+and the fixed-seed reference files recorded under this CPU's kernels."""
 
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,3 +45,20 @@ def dbp15k_dir() -> Path:
     pytest.skip(
         "no real DBP15K data (set ALMEA_DBP15K_DIR or add ../shared/data/dbp15k)"
     )
+
+
+@pytest.fixture(scope="session")
+def cpu_reference():
+    """``path`` -> the reference recorded under the kernels torch dispatches to on
+    this CPU: ``<stem>.<capability>.json`` (e.g. ``.avx512``) where one was
+    recorded, else ``path`` (recorded with AVX2 kernels). Float results of a
+    training run differ between kernel sets beyond rounding (an AVX-512 machine
+    moved a gradient norm by 3e-4 after two steps), so each set has its own
+    record, made by the code of the same commit."""
+    capability = torch.backends.cpu.get_cpu_capability().lower()
+
+    def resolve(path: Path) -> Path:
+        own = path.with_name(f"{path.stem}.{capability}{path.suffix}")
+        return own if own.exists() else path
+
+    return resolve
