@@ -32,6 +32,7 @@ approximate: the exact lists of selection's mutual nearest neighbours cost N^2.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -109,13 +110,12 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
     process."""
     limit_heap_fragmentation()
     result: dict[str, Any] = {"n": n, "search": search_name(args)}
-    pair = stage(
-        result,
+    run = functools.partial(stage, result, partial=args.partial)
+    pair = run(
         "data",
         lambda: make_synthetic_pair(num_entities=n, seed=args.seed).split(
             args.seed_ratio, seed=args.seed, pool_ratio=args.pool_ratio
         ),
-        args.partial,
     )
     torch.manual_seed(args.seed)
     config = ExperimentConfig(seed=args.seed, progress=False)
@@ -138,7 +138,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
     result["threads"] = torch.get_num_threads()
     if args.until == "data":
         return result
-    model, inputs, train_links, history = stage(result, "train", train, args.partial)
+    model, inputs, train_links, history = run("train", train)
     epochs = [row["seconds"] for row in history]
     result["train"]["seconds_per_epoch"] = statistics.median(epochs)
     test = pair.test_links
@@ -152,12 +152,11 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.until == "train":
         return result
-    emb_s, emb_t = stage(result, "embed", lambda: model.embed(inputs), args.partial)
+    emb_s, emb_t = run("embed", lambda: model.embed(inputs))
     if args.until == "embed":
         return result
     links = test[:, : args.eval_links]
-    metrics = stage(
-        result,
+    metrics = run(
         "evaluation",
         lambda: evaluate_alignment(
             emb_s,
@@ -167,14 +166,12 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
             metric="csls",
             **search_options(args),
         ),
-        args.partial,
     )
     result["evaluation"]["metrics"] = metrics
     if args.until == "evaluation":
         return result
     budget = max(1, round(0.01 * pair.links.size(1)))
-    picked = stage(
-        result,
+    picked = run(
         "selection",
         lambda: ds3_acquire(
             emb_s,
@@ -186,7 +183,6 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
             block_size=args.block_size,
             **search_options(args),
         ),
-        args.partial,
     )
     result["selection"].update(
         budget=budget,
