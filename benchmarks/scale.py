@@ -19,14 +19,16 @@ another, each timed, with the peak resident memory it reached:
   targets (:func:`~almea_pyg.metrics.evaluate_alignment`, ``--search``);
 - ``selection``: :func:`~almea_pyg.select.ds3_acquire` of 1 % of the links
   from the mutual nearest neighbours of the entities neither labelled nor in a
-  test link (``--search``; DS3 in blocks of ``--block-size``).
+  test link (``--search``; ``--prune`` keeps the most confident part of that
+  pool; DS3 in blocks of ``--block-size``).
 
 Writes ``benchmarks/results/scale.json`` (the protocol, every stage at every
 size, and ``cost = a N^b`` fitted by least squares on the log-log points) after
 each size, and a log-log plot of the seconds and peak memory against ``N``.
 ``--keep`` keeps the sizes the file already holds (e.g. to add 1M later) that
-searched as asked now. ``--faiss-index ivf`` (or ``hnsw``) makes the searches
-approximate: the exact lists of selection's mutual nearest neighbours cost N^2.
+searched (and pruned) as asked now. ``--faiss-index ivf`` (or ``hnsw``) makes
+the searches approximate: the exact lists of selection's mutual nearest
+neighbours cost N^2.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
     """The stages at ``n`` entities per side up to ``args.until``, in this
     process."""
     limit_heap_fragmentation()
-    result: dict[str, Any] = {"n": n, "search": search_name(args)}
+    result: dict[str, Any] = {"n": n, "search": search_name(args), "prune": args.prune}
     run = functools.partial(stage, result, partial=args.partial)
     pair = run(
         "data",
@@ -181,6 +183,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
             exclude_source=test[0],
             exclude_target=test[1],
             block_size=args.block_size,
+            prune=args.prune,
             **search_options(args),
         ),
     )
@@ -270,6 +273,9 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 
 
 def protocol(args: argparse.Namespace, load: list[float]) -> dict[str, Any]:
+    pruned = ""
+    if args.prune is not None:
+        pruned = f"pruned to its most confident {args.prune:g} (App. B.6), "
     return {
         "machine": platform.platform(),
         "cpu_count": os.cpu_count(),
@@ -293,7 +299,7 @@ def protocol(args: argparse.Namespace, load: list[float]) -> dict[str, Any]:
         "selection": "ds3_acquire (paper's alpha 0.35), budget 1 % of the links, "
         "pool: mutual nearest neighbours of the entities neither labelled nor in "
         f"a test link (no test link can be selected), search: {search_name(args)}, "
-        f"blocks of {args.block_size}",
+        f"{pruned}blocks of {args.block_size}",
         "time": "seconds: wall clock; cpu_seconds: CPU time of the worker's "
         "threads (rows measured beside other jobs grow in wall time, not in CPU "
         "time; rows before it was recorded lack it)",
@@ -326,6 +332,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--block-size", type=int, default=2000)
     parser.add_argument(
+        "--prune",
+        type=float,
+        default=None,
+        help="DS3 keeps this top fraction of its candidate pool (App. B.6; "
+        "default: all of it)",
+    )
+    parser.add_argument(
         "--until",
         choices=STAGES,
         default=STAGES[-1],
@@ -356,6 +369,8 @@ def _worker_argv(args: argparse.Namespace, n: int) -> list[str]:
     argv += ["--eval-links", str(args.eval_links)]
     argv += ["--block-size", str(args.block_size), "--until", args.until]
     argv += ["--partial", str(_partial_path(args, n))]
+    if args.prune is not None:
+        argv += ["--prune", str(args.prune)]
     if args.threads is not None:
         argv += ["--threads", str(args.threads)]
     return argv
@@ -397,6 +412,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for run in json.loads(args.out.read_text())["sizes"]
             if "failed" not in run
             and run.get("search", "faiss flat") == search_name(args)
+            and run.get("prune") == args.prune
         }
     runs: list[dict[str, Any]] = []
     report: dict[str, Any] = {}

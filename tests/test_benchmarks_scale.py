@@ -81,6 +81,9 @@ def test_keep_reuses_the_sizes_done(bench, monkeypatch, tmp_path):
     out.write_text(json.dumps({"sizes": [done]}))
     bench.main([*argv, "--faiss-index", "ivf"])
     assert children == [800, 400]  # searched otherwise: runs again
+    children.clear()
+    bench.main([*argv, "--prune", "0.5"])
+    assert children == [800, 400]  # pruned otherwise: runs again
 
 
 def test_a_failed_size_keeps_the_stages_it_finished(bench, monkeypatch, tmp_path):
@@ -123,3 +126,27 @@ def test_until_runs_the_first_stages_only(bench, monkeypatch, tmp_path):
     assert report["fit"]["embed_seconds"] is None
     assert "up to train" in report["protocol"]["stages"]
     assert (tmp_path / "scale.png").stat().st_size > 0
+
+
+def test_prune_keeps_the_most_confident_part_of_the_pool(bench, monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        bench, "_run_child", lambda cmd, env=None, echo=False: bench.main(cmd[2:])
+    )
+    argv = ["--sizes", "600", "--eval-links", "50", "--batch-size", "100"]
+    argv += [
+        "--search",
+        "exact",
+        "--fanouts",
+        "5",
+        "5",
+        "--plot",
+        str(tmp_path / "p.png"),
+    ]
+    whole = bench.main([*argv, "--out", str(tmp_path / "whole.json")])
+    half = bench.main([*argv, "--prune", "0.5", "--out", str(tmp_path / "half.json")])
+    pool = whole["sizes"][0]["selection"]["pool"]
+    assert pool > 1
+    assert half["sizes"][0]["selection"]["pool"] == round(0.5 * pool)
+    assert half["sizes"][0]["prune"] == 0.5 and whole["sizes"][0]["prune"] is None
+    assert "most confident 0.5" in half["protocol"]["selection"]
+    assert "most confident" not in whole["protocol"]["selection"]
