@@ -6,6 +6,7 @@ on mutual-nearest-neighbour pairs). Labelled entities are always left out; calle
 can leave out more (e.g. test entities, so a protocol never leaks test labels).
 """
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Union
@@ -205,17 +206,45 @@ def strategy_resolver(
 ) -> Strategy:
     """A strategy from a registry name, a :class:`Strategy` subclass or an instance.
 
-    ``kwargs`` go to the constructor (not allowed with an instance).
+    ``kwargs`` go to the constructor (not allowed with an instance); one the
+    constructor does not take raises a ``ValueError`` that names the options it
+    takes (e.g. ``alpha`` meant for DS3 given to ``"random"`` in a config).
     """
     if isinstance(query, Strategy):
         if kwargs:
             raise ValueError("strategy_resolver: kwargs given with a strategy instance")
         return query
     if isinstance(query, type) and issubclass(query, Strategy):
-        return query(**kwargs)
-    if isinstance(query, str) and query.lower() in STRATEGIES:
-        return STRATEGIES[query.lower()](**kwargs)
-    raise ValueError(
-        f"unknown strategy {query!r}; choose one of {sorted(STRATEGIES)}, "
-        f"a Strategy subclass or an instance"
-    )
+        cls = query
+    elif isinstance(query, str) and query.lower() in STRATEGIES:
+        cls = STRATEGIES[query.lower()]
+    else:
+        raise ValueError(
+            f"unknown strategy {query!r}; choose one of {sorted(STRATEGIES)}, "
+            f"a Strategy subclass or an instance"
+        )
+    _check_options(cls, kwargs)
+    return cls(**kwargs)
+
+
+_NAMED = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _check_options(cls: type[Strategy], kwargs: dict[str, Any]) -> None:
+    """Raise a ``ValueError`` naming the options of ``cls`` if it takes none of
+    some in ``kwargs`` (its constructor's, and its bases' where it passes
+    ``**kwargs`` on)."""
+    takes: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        takes += [p.name for p in params if p.kind in _NAMED and p.name not in takes]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    unknown = sorted(set(kwargs) - set(takes))
+    if unknown:
+        raise ValueError(
+            f"strategy {cls.name!r} takes no option {', '.join(map(repr, unknown))}; "
+            f"its options: {', '.join(takes) or 'none'}"
+        )

@@ -132,6 +132,10 @@ def test_registry_and_resolver():
         strategy_resolver("nope")
     with pytest.raises(ValueError, match="kwargs"):
         strategy_resolver(RandomStrategy(), metric="csls")
+    with pytest.raises(ValueError, match="'random' takes no option 'alpha'.*metric"):
+        strategy_resolver("random", alpha=0.3)
+    with pytest.raises(ValueError, match="'ds3' takes no option 'sigmas'.*sigma"):
+        strategy_resolver(DS3Strategy, sigmas=2.0)
     with pytest.raises(ValueError, match="metric"):
         RandomStrategy(metric="euclid")
 
