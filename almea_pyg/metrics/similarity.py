@@ -251,18 +251,44 @@ def mutual_nearest_neighbours(
         return empty, empty, x.new_empty(0)
     searcher = resolve_search(search, search_kwargs)
     if searcher is None:
-        score_xy, best_y = _topk(x, y, 1, metric, csls_k, chunk_size)
-        _, best_x = _topk(y, x, 1, metric, csls_k, chunk_size)
+        score_xy, best_y, best_x = _best_both_ways(x, y, metric, csls_k, chunk_size)
     else:
         score_xy, best_y, _, _ = _list_topk(x, y, 1, metric, csls_k, searcher)
         best_x = _list_topk(y, x, 1, metric, csls_k, searcher).index
-    best_y, score_xy, best_x = best_y[:, 0], score_xy[:, 0], best_x[:, 0]
+        best_y, score_xy, best_x = best_y[:, 0], score_xy[:, 0], best_x[:, 0]
     x_index = torch.arange(x.size(0), device=x.device)
     # ``-1``: an approximate index found no match
     mutual = (best_y >= 0) & (best_x[best_y.clamp(min=0)] == x_index)
     x_index, y_index, score = x_index[mutual], best_y[mutual], score_xy[mutual]
     order = score.argsort(descending=True, stable=True)
     return x_index[order], y_index[order], score[order]
+
+
+def _best_both_ways(
+    x: Tensor, y: Tensor, metric: SimilarityMetric, csls_k: int, chunk_size: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The best row of ``y`` for each row of ``x`` (score and index) and the best
+    row of ``x`` for each row of ``y``, from one pass over the score blocks: a
+    block's row maxima are its sources' matches, and its column maxima update a
+    running best source per target. CSLS is symmetric, so its column maxima are
+    the targets' CSLS matches; the two directions cost one pass (two for CSLS's
+    neighbourhood term) instead of two (four).
+
+    Shapes:
+        x: ``(N_x, d)``, y: ``(N_y, d)`` -> ``(N_x,)``, ``(N_x,)``, ``(N_y,)``
+    """
+    score_xy = x.new_empty(x.size(0))
+    best_y = torch.empty(x.size(0), dtype=torch.long, device=x.device)
+    score_yx = y.new_full((y.size(0),), float("-inf"))
+    best_x = torch.zeros(y.size(0), dtype=torch.long, device=y.device)
+    for start, scores in _score_chunks(x, y, metric, csls_k, chunk_size):
+        rows = slice(start, start + scores.size(0))
+        torch.max(scores, dim=1, out=(score_xy[rows], best_y[rows]))
+        column, row = scores.max(dim=0)
+        better = column > score_yx
+        score_yx = torch.where(better, column, score_yx)
+        best_x = torch.where(better, row + start, best_x)
+    return score_xy, best_y, best_x
 
 
 class AlignmentCandidates(NamedTuple):
