@@ -63,6 +63,7 @@ positive_float = _number(float, "a number > 0", lambda v: math.isfinite(v) and v
 fraction = _number(float, "a fraction in (0, 1)", lambda v: 0 < v < 1)
 share = _number(float, "a fraction in [0, 1)", lambda v: 0 <= v < 1)
 unit_share = _number(float, "a fraction in [0, 1]", lambda v: 0 <= v <= 1)
+top_share = _number(float, "a fraction in (0, 1]", lambda v: 0 < v <= 1)
 decay = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
 budget = _number(float, "a fraction in (0, 1) or a whole count >= 1", is_budget)
 fanout = _number(int, "a whole number >= 1, or -1 (all)", lambda v: v >= 1 or v == -1)
@@ -80,6 +81,10 @@ CLI_QUESTION = _CLI_VARIANT.question
 CLI_DS3 = {"lam_rule": _CLI_VARIANT.lam_rule, "alpha": _CLI_VARIANT.alpha}
 
 
+#: DS3's options on the command line (:func:`add_ds3_arguments`), by their names.
+DS3_OPTIONS = ("lam_rule", "alpha", "prune", "block_size")
+
+
 def add_ds3_arguments(parser: argparse._ActionsContainer) -> None:
     """DS3's options on a parser or argument group (typed or absent)."""
     parser.add_argument(
@@ -93,6 +98,21 @@ def add_ds3_arguments(parser: argparse._ActionsContainer) -> None:
     parser.add_argument(
         "--alpha", type=float, default=SUPPRESS, help="DS3 sparsification factor"
     )
+    parser.add_argument(
+        "--prune",
+        type=top_share,
+        default=SUPPRESS,
+        help="DS3 keeps this most confident fraction of its candidate pool "
+        "(App. B.6; default: all of it)",
+    )
+    parser.add_argument(
+        "--block-size",
+        type=positive_int,
+        default=SUPPRESS,
+        help="DS3 splits a pool larger than this into blocks of nearby pairs "
+        "solved in one batched call (memory B k^2, not K^2; for large KGs; "
+        "default: one problem)",
+    )
 
 
 def ds3_kwargs(
@@ -102,7 +122,7 @@ def ds3_kwargs(
     one, :data:`CLI_DS3` for DS3, with ``--lam-rule`` and ``--alpha`` as typed.
     A rule typed without ``--alpha`` takes that rule's own default α; DS3's
     options typed for a strategy that has none are an error, not ignored."""
-    typed = {name: given[name] for name in ("lam_rule", "alpha") if name in given}
+    typed = {name: given[name] for name in DS3_OPTIONS if name in given}
     strategy = strategy.lower()  # the registry's names, as strategy_resolver reads them
     strategy_class = STRATEGIES.get(strategy)
     if strategy_class is not None:

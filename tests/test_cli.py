@@ -161,6 +161,14 @@ def test_select_defaults_to_ds3_at_the_relative_rule(run_dir, capsys):
     assert len(relative) == 12 and len(by_paper) < len(relative)
     with pytest.raises(SystemExit):
         main(argv + ["--lam-rule", "nope"])
+    blocks = argv + ["--prune", "0.8", "--block-size", "10"]
+    assert main(blocks + ["--output", str(run_dir / "c.csv")]) == 0
+    assert 0 < len(_rows(run_dir / "c.csv")) <= 12
+    assert main(blocks + ["--strategy", "random"]) == 2
+    assert (
+        "--block-size, --prune: not an option of strategy 'random'"
+        in capsys.readouterr().err
+    )
 
 
 def test_select_unknown_strategy_is_a_one_line_error(run_dir, capsys):
@@ -518,6 +526,15 @@ def test_active_learning_defaults_follow_the_scarce_label_measurement(capsys):
     code = active("--lam-rule", "code", "--alpha", "0.5")["strategy_kwargs"]
     assert code == {"lam_rule": "code", "alpha": 0.5}
     assert active("--strategy", "random")["strategy_kwargs"] == {}
+    large = active("--prune", "0.1", "--block-size", "2000")["strategy_kwargs"]
+    assert large == {
+        "lam_rule": "relative",
+        "alpha": 0.02,
+        "prune": 0.1,
+        "block_size": 2000,
+    }
+    with pytest.raises(SystemExit):
+        active("--prune", "0")
     assert active("--question", "pair")["question"] == "pair"
     # DS3's options typed for a strategy without them: an error, before training
     argv = ["train", "--rounds", "1", "--strategy", "random", "--alpha", "0.1"]
