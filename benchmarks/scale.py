@@ -193,6 +193,11 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
         selected=int(picked.source_index.numel()),
         blocks=None if picked.blocks is None else len(picked.blocks),
     )
+    if picked.result is not None:
+        result["selection"].update(
+            admm_iterations=int(picked.result.num_iterations.max()),
+            converged=bool(picked.result.converged.all()),
+        )
     return result
 
 

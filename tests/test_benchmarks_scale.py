@@ -50,6 +50,8 @@ def test_tiny_run(bench, monkeypatch, tmp_path):
         assert run["selection"]["selected"] <= run["selection"]["budget"]
         assert run["selection"]["pool"] > 20  # split into blocks of 20
         assert run["selection"]["blocks"] > 1
+        assert 1 <= run["selection"]["admm_iterations"] <= 1000
+        assert isinstance(run["selection"]["converged"], bool)
         assert run["search"] == "exact"
     assert large["sizes"]["entities"][0] > small["sizes"]["entities"][0]
     assert set(report["fit"]) >= {f"{name}_seconds" for name in bench.STAGES}
