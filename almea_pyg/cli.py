@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import inspect
 import json
 import logging
 import math
@@ -33,7 +32,7 @@ from almea_pyg.pipeline.experiment import (
     stored_config,
 )
 from almea_pyg.pipeline.variants import HARNESS_VARIANTS
-from almea_pyg.select.base import STRATEGIES
+from almea_pyg.select.base import STRATEGIES, strategy_options
 from almea_pyg.select.ds3 import LAM_RULES
 from almea_pyg.train.memory import limit_heap_fragmentation
 from almea_pyg.train.trainer import (
@@ -63,8 +62,7 @@ positive_float = _number(float, "a number > 0", lambda v: math.isfinite(v) and v
 fraction = _number(float, "a fraction in (0, 1)", lambda v: 0 < v < 1)
 share = _number(float, "a fraction in [0, 1)", lambda v: 0 <= v < 1)
 unit_share = _number(float, "a fraction in [0, 1]", lambda v: 0 <= v <= 1)
-top_share = _number(float, "a fraction in (0, 1]", lambda v: 0 < v <= 1)
-decay = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
+positive_share = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
 budget = _number(float, "a fraction in (0, 1) or a whole count >= 1", is_budget)
 fanout = _number(int, "a whole number >= 1, or -1 (all)", lambda v: v >= 1 or v == -1)
 
@@ -100,7 +98,7 @@ def add_ds3_arguments(parser: argparse._ActionsContainer) -> None:
     )
     parser.add_argument(
         "--prune",
-        type=top_share,
+        type=positive_share,
         default=SUPPRESS,
         help="DS3 keeps this most confident fraction of its candidate pool "
         "(App. B.6; default: all of it)",
@@ -126,7 +124,7 @@ def ds3_kwargs(
     strategy = strategy.lower()  # the registry's names, as strategy_resolver reads them
     strategy_class = STRATEGIES.get(strategy)
     if strategy_class is not None:
-        takes = inspect.signature(strategy_class.__init__).parameters
+        takes = strategy_options(strategy_class)
         foreign = sorted(name for name in typed if name not in takes)
         if foreign:
             options = ", ".join("--" + name.replace("_", "-") for name in foreign)
@@ -322,7 +320,7 @@ def add_train_arguments(
     )
     active.add_argument(
         "--lr-decay",
-        type=decay,
+        type=positive_share,
         help="round r trains at lr-decay^r times the learning rate (not in the "
         "paper; default: 1, constant)",
     )

@@ -230,10 +230,9 @@ def strategy_resolver(
 _NAMED = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
-def _check_options(cls: type[Strategy], kwargs: dict[str, Any]) -> None:
-    """Raise a ``ValueError`` naming the options of ``cls`` if it takes none of
-    some in ``kwargs`` (its constructor's, and its bases' where it passes
-    ``**kwargs`` on)."""
+def strategy_options(cls: type[Strategy]) -> list[str]:
+    """The keyword options a strategy's constructor takes: its own, and its
+    bases' where it passes ``**kwargs`` on."""
     takes: list[str] = []
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
@@ -242,6 +241,13 @@ def _check_options(cls: type[Strategy], kwargs: dict[str, Any]) -> None:
         takes += [p.name for p in params if p.kind in _NAMED and p.name not in takes]
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             break
+    return takes
+
+
+def _check_options(cls: type[Strategy], kwargs: dict[str, Any]) -> None:
+    """Raise a ``ValueError`` naming the options of ``cls`` if it takes none of
+    some in ``kwargs``."""
+    takes = strategy_options(cls)
     unknown = sorted(set(kwargs) - set(takes))
     if unknown:
         raise ValueError(
