@@ -227,6 +227,12 @@ def add_train_arguments(
         "(e.g. --fanouts 10 10; -1: all); default: the whole graph",
     )
     run.add_argument(
+        "--full-forward",
+        action="store_true",
+        help="with --fanouts: each step's forward values from the whole graph "
+        "(run without gradients), only the gradients from the sample",
+    )
+    run.add_argument(
         "--max-grad-norm",
         type=positive_float,
         help="clip the gradients' global L2 norm to this (default: the optimizer's)",
@@ -408,6 +414,7 @@ CONFIG_OPTIONS = (
     "lr",
     "batch_size",
     "fanouts",
+    "full_forward",
     "max_grad_norm",
     "optimizer",
     "checkpoint_every",

@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="mini-batch training: neighbours sampled per node at each hop "
         "(e.g. 10 10; -1: all); default: the whole graph",
     )
+    grid.add_argument(
+        "--full-forward",
+        action="store_true",
+        help="with --fanouts: forward values from the whole graph, gradients "
+        "from the sample",
+    )
     active = parser.add_argument_group("active-learning schedule (almea+* variants)")
     active.add_argument("--rounds", type=int, default=_AL_DEFAULTS.rounds)
     active.add_argument("--interval", type=int, default=_AL_DEFAULTS.interval)

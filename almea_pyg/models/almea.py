@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Literal, NamedTuple, get_args
 
 import torch
@@ -244,6 +244,7 @@ class ALMEA(nn.Module):
         target_index: Tensor | None = None,
         *,
         node_index: Tensor | None = None,
+        graph_values: Sequence[Tensor] | None = None,
     ) -> ALMEAOutput:
         r"""Modality and joint embeddings of the given source and target entities.
 
@@ -267,6 +268,11 @@ class ALMEA(nn.Module):
             node_index (torch.Tensor, optional): Shared-space ids of the nodes of
                 ``edge_index`` when it is a subgraph; it must hold every entity
                 asked for (default: ``edge_index`` is the whole graph).
+            graph_values (Sequence[torch.Tensor], optional): With ``node_index``,
+                the GAT's layer outputs on the whole graph
+                (:meth:`graph_layer_outputs`): the subgraph's layers take their
+                values and keep their own gradients (see
+                :class:`~almea_pyg.nn.encoders.StructuralEncoder`).
 
         Shapes:
             - **input:** ``x_dict`` :math:`\{m: ((N_s, F^m_s), (N_t, F^m_t))\}`,
@@ -296,7 +302,7 @@ class ALMEA(nn.Module):
             index = torch.cat([source_index, target_index + num_s])
         h = {}
         if self.structure is not None:
-            h[GRAPH] = self.structure(edge_index, node_index)
+            h[GRAPH] = self.structure(edge_index, node_index, graph_values)
             if node_index is not None:
                 h[GRAPH] = h[GRAPH][_rows_of(node_index, index, num_s + num_t)]
             elif index is not None:
@@ -401,6 +407,14 @@ class ALMEA(nn.Module):
         self.linear_imputer.fit(
             (out.h, out.present) for _, out in self._outputs(inputs, batch_size, graph)
         )
+
+    def graph_layer_outputs(self, edge_index: Tensor) -> list[Tensor]:
+        """Each GAT layer's output on the whole graph ``edge_index``, without
+        gradients (the ``graph_values`` of :meth:`forward`; ``[]`` without the
+        graph modality)."""
+        if self.structure is None:
+            return []
+        return self.structure.layer_outputs(edge_index)
 
     def _graph(self, inputs: PairInputs) -> Tensor | None:
         """The GAT's embedding of every entity (``None`` without the graph)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv
@@ -61,16 +64,72 @@ class StructuralEncoder(nn.Module):
         for conv in self.convs:
             conv.reset_parameters()
 
-    def forward(self, edge_index: Tensor, node_index: Tensor | None = None) -> Tensor:
-        """``node_index``: the entities of the rows of a subgraph ``edge_index``
-        indexes (mini-batch training); by default it spans every entity."""
+    def forward(
+        self,
+        edge_index: Tensor,
+        node_index: Tensor | None = None,
+        values: Sequence[Tensor] | None = None,
+    ) -> Tensor:
+        r"""The entities' embeddings after the last GAT layer.
+
+        Args:
+            edge_index (torch.Tensor): The whole graph, or a subgraph whose row
+                ``r`` is entity ``node_index[r]`` (mini-batch training).
+            node_index (torch.Tensor, optional): The entities of a subgraph's
+                rows (default: ``edge_index`` spans every entity).
+            values (Sequence[torch.Tensor], optional): With ``node_index``, every
+                layer's output on the whole graph (:meth:`layer_outputs`, taken
+                without gradients): each layer's output on the subgraph then
+                takes these values and keeps its own gradient, so the forward
+                pass is the whole graph's and the backward pass the sample's
+                (VR-GCN's control variate, Chen et al., 2018, with its history
+                computed at the current parameters).
+
+        Shapes:
+            - **input:** ``edge_index`` :math:`(2, E)` or :math:`(2, e)`,
+              ``node_index`` :math:`(n,)`, ``values`` :math:`L \times (N, d)`
+            - **output:** :math:`(N, d)`, or :math:`(n, d)` with ``node_index``
+        """
+        if values is not None:
+            if node_index is None:
+                raise ValueError("values replace a subgraph's: give node_index")
+            if len(values) != self.num_layers:
+                raise ValueError(
+                    f"values: one tensor per layer ({self.num_layers}), "
+                    f"got {len(values)}"
+                )
         x = self.embedding.weight if node_index is None else self.embedding(node_index)
+        return self._propagate(x, edge_index, node_index, values)[-1]
+
+    @torch.no_grad()
+    def layer_outputs(self, edge_index: Tensor) -> list[Tensor]:
+        """Every layer's output on the whole graph ``edge_index``, without
+        gradients: the ``values`` of :meth:`forward` (``L`` tensors ``(N, d)``)."""
+        return self._propagate(self.embedding.weight, edge_index, keep_all=True)
+
+    def _propagate(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        node_index: Tensor | None = None,
+        values: Sequence[Tensor] | None = None,
+        *,
+        keep_all: bool = False,
+    ) -> list[Tensor]:
+        """The last layer's output, or every layer's (after its activation and
+        dropout) with ``keep_all``; with ``values``, their values and this
+        pass's gradients."""
+        outputs = []
         x = F.dropout(x, self.dropout, self.training)
         for i, conv in enumerate(self.convs):
             x = conv(x, edge_index)
             if i < self.num_layers - 1:
                 x = F.dropout(F.elu(x), self.dropout, self.training)
-        return x
+            if values is not None:
+                x = values[i][node_index] + (x - x.detach())
+            if keep_all:
+                outputs.append(x)
+        return outputs if keep_all else [x]
 
     def __repr__(self) -> str:
         return (

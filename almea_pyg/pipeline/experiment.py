@@ -102,7 +102,9 @@ class ExperimentConfig:
     inference is ``model["impute_missing"]``. ``fanouts`` switches to mini-batch
     training: each step's GAT runs on the batch's sampled neighbourhood, that
     many neighbours per node at each hop (:class:`~almea_pyg.train.Trainer`);
-    ``None``, the default, runs it on the whole graph. ``search`` (``"exact"``
+    ``None``, the default, runs it on the whole graph; ``full_forward`` then takes
+    the forward values from the whole graph and only the gradients from the
+    sample. ``search`` (``"exact"``
     or ``"faiss"``, built with ``search_kwargs``) is the search of the final
     test evaluation (:class:`~almea_pyg.metrics.FaissSearch`); the evaluations
     during training stay exact.
@@ -126,6 +128,7 @@ class ExperimentConfig:
     batch_size: int = 3500
     max_grad_norm: float | None = None
     fanouts: list[int] | None = None
+    full_forward: bool = False
     optimizer: str = "paper"
     checkpoint_every: int = 25
     model: dict[str, Any] = field(default_factory=dict)
@@ -359,6 +362,7 @@ def _run_experiment(
         seed=config.seed,
         progress=config.progress,
         fanouts=config.fanouts,
+        full_forward=config.full_forward,
     )
     epochs = config.resolved_epochs()
     # Links in no split: only an oracle can reveal them (before any is learned).
@@ -472,6 +476,7 @@ def _run_experiment(
             "weight_decay": optimizer["weight_decay"],
             "max_grad_norm": optimizer["max_grad_norm"],
             "fanouts": config.fanouts,
+            "full_forward": config.full_forward,
         },
         "metrics": metrics,
         "imputer_fit": imputer_fit,

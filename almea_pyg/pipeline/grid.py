@@ -90,7 +90,8 @@ class Cell:
     rounds (:class:`~almea_pyg.active.ActiveLearningConfig`; not in the paper;
     the key leaves them out at ``1.0`` and ``0``). ``fanouts`` trains in mini-batches
     on sampled neighbourhoods (:class:`~almea_pyg.train.Trainer`; the key leaves
-    it out at ``None``, the whole graph).
+    it out at ``None``, the whole graph), with the whole graph's forward values
+    where ``full_forward`` (left out at ``False``).
     """
 
     dataset: str
@@ -110,10 +111,13 @@ class Cell:
     lr_decay: float = 1.0
     rewarmup: int = 0
     fanouts: tuple[int, ...] | None = None
+    full_forward: bool = False
 
     def __post_init__(self) -> None:
         if self.fanouts is not None:  # a JSON key holds a list
             object.__setattr__(self, "fanouts", tuple(self.fanouts))
+        if self.full_forward and self.fanouts is None:
+            raise ValueError("full_forward needs fanouts (mini-batch training)")
 
     @property
     def active(self) -> bool:
@@ -135,6 +139,7 @@ class Cell:
             and self.max_grad_norm is None
             and self.optimizer == "paper"
             and self.fanouts is None
+            and not self.full_forward
             and not self.round_lr()
             and (paper_al or not self.active)
         )
@@ -183,6 +188,8 @@ class Cell:
             parts.append(f"opt{self.optimizer}")
         if self.fanouts is not None:
             parts.append("f" + "x".join(map(str, self.fanouts)))
+        if self.full_forward:
+            parts.append("ff")
         round_lr = self.round_lr()
         if "lr_decay" in round_lr:
             parts.append(f"ld{self.lr_decay:g}")
@@ -202,6 +209,8 @@ class Cell:
                 del key[name]
         if self.fanouts is not None:
             key["fanouts"] = list(self.fanouts)
+        if not self.full_forward:
+            del key["full_forward"]
         if self.optimizer == "paper":
             del key["optimizer"]
         for name in _CONSTANT_ROUND_LR.keys() - self.round_lr().keys():
@@ -220,6 +229,8 @@ def training_label(cell: dict[str, Any]) -> str:
         label += f" {cell['optimizer']}-optimizer"
     if cell.get("fanouts") is not None:
         label += " fanouts" + "x".join(map(str, cell["fanouts"]))
+    if cell.get("full_forward"):
+        label += " full-forward"
     if cell.get("lr_decay") is not None:
         label += f" lr-decay{cell['lr_decay']:g}"
     if cell.get("rewarmup") is not None:
@@ -252,6 +263,8 @@ class Grid:
         optimizer: A key of :data:`~almea_pyg.pipeline.experiment.OPTIMIZERS`.
         fanouts: Mini-batch training, that many sampled neighbours per node at
             each hop. (default: the whole graph)
+        full_forward: With ``fanouts``, forward values from the whole graph,
+            gradients from the sample (:class:`~almea_pyg.train.Trainer`).
         lr_decay, rewarmup: The learning rate of the rounds (not in the paper;
             :class:`~almea_pyg.active.ActiveLearningConfig`).
         rounds, interval, budget: The active-learning schedule of ``almea+*``
@@ -271,6 +284,7 @@ class Grid:
     max_grad_norm: float | None = None
     optimizer: str = "paper"
     fanouts: Sequence[int] | None = None
+    full_forward: bool = False
     lr_decay: float = _AL_DEFAULTS.lr_decay
     rewarmup: int = _AL_DEFAULTS.rewarmup
     rounds: int = _AL_DEFAULTS.rounds
@@ -289,6 +303,7 @@ class Grid:
                 max_grad_norm=self.max_grad_norm,
                 optimizer=self.optimizer,
                 fanouts=self.fanouts,
+                full_forward=self.full_forward,
                 **(round_lr if cell.active else {}),
             )
             for cell in cells
@@ -480,6 +495,7 @@ def experiment_config(cell: Cell, options: RunOptions) -> ExperimentConfig:
         max_grad_norm=cell.max_grad_norm,
         optimizer=cell.optimizer,
         fanouts=None if cell.fanouts is None else list(cell.fanouts),
+        full_forward=cell.full_forward,
         model={"dim": cell.dim},
         active=active,
         progress=options.progress,

@@ -68,6 +68,7 @@ LATER_DEFAULTS = {
     "drop_fraction": 0.0,
     "fill": "zero",
     "fanouts": None,
+    "full_forward": False,
     "search": "exact",
     "search_kwargs": None,
 }

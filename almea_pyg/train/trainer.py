@@ -110,6 +110,13 @@ class Trainer:
             sampled per node at each hop, one hop per GAT layer (``-1``: all); the
             model's ``forward`` must take ``node_index``. (default: ``None``,
             full-graph steps)
+        full_forward (bool): With ``fanouts``, each step first runs the GAT on
+            the whole graph without gradients; the sampled neighbourhood's layers
+            take those values and keep their own gradients, so the loss is the
+            whole graph's and only the backward pass is sampled (the model must
+            have ``graph_layer_outputs`` and take ``graph_values``). It costs a
+            forward pass over the whole graph per step, without its activations.
+            (default: ``False``)
     """
 
     def __init__(
@@ -128,6 +135,7 @@ class Trainer:
         max_grad_norm: float | None = None,
         progress: bool = True,
         fanouts: Sequence[int] | None = None,
+        full_forward: bool = False,
     ) -> None:
         if batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {batch_size}")
@@ -144,7 +152,10 @@ class Trainer:
         self.lr = lr
         self._lr_schedule = dict(CONSTANT_LR)
         self.batch_size = batch_size
+        if full_forward and fanouts is None:
+            raise ValueError("full_forward needs fanouts (mini-batch training)")
         self.max_grad_norm = max_grad_norm
+        self.full_forward = full_forward
         self.eval_every = eval_every
         self.metric = metric
         self.csls_k = csls_k
@@ -245,6 +256,9 @@ class Trainer:
             )
         seeds = torch.cat([batch[0], batch[1] + inputs.num_source]).unique()
         sub = self.sampler(seeds, self.generator)
+        values = {}
+        if self.full_forward:
+            values["graph_values"] = self.model.graph_layer_outputs(inputs.edge_index)
         return self.model(
             inputs.features,
             sub.edge_index,
@@ -252,6 +266,7 @@ class Trainer:
             batch[0],
             batch[1],
             node_index=sub.node_index,
+            **values,
         )
 
     def _check_finite(self, name: str, value: Tensor, step: int) -> None:

@@ -86,6 +86,54 @@ def test_structural_reset_parameters() -> None:
     assert not torch.equal(encoder.embedding.weight, before)
 
 
+def test_structural_values_carry_the_whole_graph_forward() -> None:
+    """With the whole graph's layer outputs as ``values``, a subgraph's forward
+    pass gives the whole graph's embeddings while its gradients come from the
+    subgraph only."""
+    encoder = _encoder()
+    whole = encoder(EDGE_INDEX)
+    values = encoder.layer_outputs(EDGE_INDEX)
+    assert len(values) == 2 and not values[-1].requires_grad
+    torch.testing.assert_close(values[-1], whole, rtol=0, atol=0)
+    # Rows: entities 0, 1, 2; only the edge 1 -> 0 kept (2 -> 1 not sampled).
+    node_index = torch.tensor([0, 1, 2])
+    sub = torch.tensor([[1], [0]])
+    out = encoder(sub, node_index, values)
+    torch.testing.assert_close(out, whole[node_index], rtol=0, atol=0)
+    sampled = encoder(sub, node_index)
+    assert not torch.allclose(sampled[0], whole[0])  # without values it differs
+    out[0].sum().backward()
+    row_norms = encoder.embedding.weight.grad.norm(dim=-1)
+    # The whole graph would reach node 2 (two hops); the subgraph does not.
+    assert (row_norms[[0, 1]] > 0).all()
+    assert (row_norms[[2, 3, 4]] == 0).all()
+
+
+def test_structural_values_on_the_whole_graph_change_nothing() -> None:
+    """On a subgraph holding every node and edge, ``values`` leave the forward
+    pass and the gradients as they are."""
+    grads = []
+    for use_values in (False, True):
+        encoder = _encoder()
+        node_index = torch.arange(NUM_NODES)
+        values = encoder.layer_outputs(EDGE_INDEX) if use_values else None
+        out = encoder(EDGE_INDEX, node_index, values)
+        torch.testing.assert_close(out, _encoder()(EDGE_INDEX))
+        out[[0, 4]].square().sum().backward()
+        grads.append([p.grad for p in encoder.parameters()])
+    for plain, with_values in zip(*grads):
+        torch.testing.assert_close(with_values, plain)
+
+
+def test_structural_values_checked() -> None:
+    encoder = _encoder()
+    values = encoder.layer_outputs(EDGE_INDEX)
+    with pytest.raises(ValueError, match="node_index"):
+        encoder(EDGE_INDEX, None, values)
+    with pytest.raises(ValueError, match="one tensor per layer"):
+        encoder(EDGE_INDEX, torch.arange(NUM_NODES), values[:1])
+
+
 # --- FeatureEncoder ---------------------------------------------------------------
 
 

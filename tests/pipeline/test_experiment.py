@@ -31,10 +31,34 @@ def test_fanouts_run_mini_batch_and_are_recorded(tmp_path):
     assert run["fingerprint"]["config"] != config_fingerprint(full)
 
 
+def test_full_forward_runs_and_is_recorded(tmp_path):
+    config = ExperimentConfig(
+        epochs=2,
+        model={"dim": 8},
+        fanouts=[2, 2],
+        full_forward=True,
+        batch_size=64,
+        progress=False,
+        output=str(tmp_path),
+    )
+    result = run_experiment(config)
+    assert result["protocol"]["full_forward"] is True
+    assert result["metrics"]["csls"]["mrr"] > 0
+    run = json.loads((tmp_path / "run.json").read_text())
+    sampled = asdict(replace(config, full_forward=False))
+    assert run["fingerprint"]["config"] != config_fingerprint(sampled)
+    # runs from before the option keep their fingerprint
+    before = {k: v for k, v in sampled.items() if k != "full_forward"}
+    assert config_fingerprint(before) == config_fingerprint(sampled)
+
+
 def test_fanouts_option():
     args = build_parser().parse_args(["train", "--fanouts", "10", "-1"])
     assert config_from_args(args).fanouts == [10, -1]
     assert config_from_args(build_parser().parse_args(["train"])).fanouts is None
+    args = build_parser().parse_args(["train", "--fanouts", "5", "5", "--full-forward"])
+    assert config_from_args(args).full_forward
+    assert not config_from_args(build_parser().parse_args(["train"])).full_forward
 
 
 def test_faiss_search_evaluates_the_run_and_is_recorded(tmp_path, capsys):

@@ -14,6 +14,7 @@ from almea_pyg.pipeline.grid import (
     experiment_config,
     is_done,
     run_grid,
+    variant_label,
 )
 from almea_pyg.pipeline.variants import RELATIVE_ALPHA
 
@@ -425,3 +426,12 @@ def test_fanouts_reach_every_cell_key_and_config():
     options = RunOptions(results="r", work_dir="w")
     assert experiment_config(cell, options).fanouts == [10, 10]
     assert experiment_config(whole, options).fanouts is None
+    assert "full_forward" not in cell.key()
+    (full_forward,) = replace(grid, fanouts=[10, 10], full_forward=True).cells()
+    assert full_forward.key()["full_forward"] is True
+    assert full_forward.name == "FB15K_DB15K-r0.2-almea-e500-f10x10-ff-s0"
+    assert variant_label(full_forward.key()) == "almea fanouts10x10 full-forward"
+    assert experiment_config(full_forward, options).full_forward
+    assert not experiment_config(cell, options).full_forward
+    with pytest.raises(ValueError, match="needs fanouts"):
+        replace(grid, full_forward=True).cells()

@@ -268,6 +268,27 @@ def test_minibatch_with_every_neighbour_is_the_full_graph_run(pair):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
 
 
+def test_full_forward_gives_the_whole_graph_loss_and_the_sample_gradient(pair):
+    """With ``full_forward`` a sampled step's loss is the full-graph step's; its
+    update is the sample's (the parameters then leave the full-graph run's)."""
+    full = make_trainer(pair, batch_size=1000)
+    mini = make_trainer(pair, batch_size=1000, fanouts=[2, 1], full_forward=True)
+    plain = make_trainer(pair, batch_size=1000, fanouts=[2, 1])
+    losses = {}
+    for name, trainer in (("full", full), ("mini", mini), ("plain", plain)):
+        torch.manual_seed(1)  # the same LSL masks and noise
+        losses[name] = trainer.fit(1)[0]["loss"]
+    assert losses["mini"] == pytest.approx(losses["full"], rel=1e-6)
+    assert losses["plain"] != pytest.approx(losses["full"], rel=1e-3)
+    embedding = [t.model.structure.embedding.weight for t in (full, mini)]
+    assert not torch.allclose(*embedding)
+
+
+def test_full_forward_needs_fanouts(pair):
+    with pytest.raises(ValueError, match="fanouts"):
+        make_trainer(pair, full_forward=True)
+
+
 def test_minibatch_training_learns_as_well_as_full_batch():
     """Measured (400 entities, 30 % seeds, dim 16, lr 1e-2, batch 32, 15 epochs,
     fan-outs [5, 5]), test MRR full / mini-batch: seed 0 43.9 / 45.9, seed 1
