@@ -13,7 +13,8 @@ another, each timed, with the peak resident memory it reached:
   rates), split into seed / pool / test links;
 - ``train``: the model of :func:`~almea_pyg.pipeline.experiment.build_model`
   and one mini-batch epoch of :class:`~almea_pyg.train.Trainer` (``--fanouts``,
-  ``--batch-size``);
+  ``--batch-size``; ``--full-forward``: each step's forward values from the
+  whole graph);
 - ``embed``: :meth:`~almea_pyg.models.ALMEA.embed` of every entity;
 - ``evaluation``: CSLS ranks of ``--eval-links`` test links among all test
   targets (:func:`~almea_pyg.metrics.evaluate_alignment`, ``--search``);
@@ -26,7 +27,7 @@ Writes ``benchmarks/results/scale.json`` (the protocol, every stage at every
 size, and ``cost = a N^b`` fitted by least squares on the log-log points) after
 each size, and a log-log plot of the seconds and peak memory against ``N``.
 ``--keep`` keeps the sizes the file already holds (e.g. to add 1M later) that
-searched (and pruned) as asked now. ``--faiss-index ivf`` (or ``hnsw``) makes
+searched, pruned and trained as asked now. ``--faiss-index ivf`` (or ``hnsw``) makes
 the searches approximate: the exact lists of selection's mutual nearest
 neighbours cost N^2.
 """
@@ -111,7 +112,12 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
     """The stages at ``n`` entities per side up to ``args.until``, in this
     process."""
     limit_heap_fragmentation()
-    result: dict[str, Any] = {"n": n, "search": search_name(args), "prune": args.prune}
+    result: dict[str, Any] = {
+        "n": n,
+        "search": search_name(args),
+        "prune": args.prune,
+        "full_forward": args.full_forward,
+    }
     run = functools.partial(stage, result, partial=args.partial)
     pair = run(
         "data",
@@ -131,6 +137,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
             seed=args.seed,
             progress=False,
             fanouts=args.fanouts,
+            full_forward=args.full_forward,
         )
         trainer.fit(args.epochs)
         # the optimiser's state (two copies of the parameters) goes with the
@@ -296,7 +303,8 @@ def protocol(args: argparse.Namespace, load: list[float]) -> dict[str, Any]:
         "(links in no split), the rest test; seed "
         f"{args.seed}",
         "train": f"build_model defaults (ALMEA, dim 300), {args.epochs} epoch(s), "
-        f"batch {args.batch_size} seed links, fan-outs {args.fanouts}; the stage "
+        f"batch {args.batch_size} seed links, fan-outs {args.fanouts}"
+        f"{', whole-graph forward values' if args.full_forward else ''}; the stage "
         "includes building the model and the trainer",
         "embed": "model.embed of every entity (batched after the GAT)",
         "evaluation": f"CSLS, left to right, the first {args.eval_links} test "
@@ -327,6 +335,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=3500)
     parser.add_argument("--fanouts", nargs="+", type=int, default=[10, 10])
+    parser.add_argument(
+        "--full-forward",
+        action="store_true",
+        help="each step's forward values from the whole graph (Trainer "
+        "full_forward), the gradients from the sample",
+    )
     parser.add_argument("--eval-links", type=int, default=2000)
     parser.add_argument("--search", choices=["exact", "faiss"], default="faiss")
     parser.add_argument(
@@ -376,6 +390,8 @@ def _worker_argv(args: argparse.Namespace, n: int) -> list[str]:
     argv += ["--partial", str(_partial_path(args, n))]
     if args.prune is not None:
         argv += ["--prune", str(args.prune)]
+    if args.full_forward:
+        argv.append("--full-forward")
     if args.threads is not None:
         argv += ["--threads", str(args.threads)]
     return argv
@@ -418,6 +434,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if "failed" not in run
             and run.get("search", "faiss flat") == search_name(args)
             and run.get("prune") == args.prune
+            and run.get("full_forward", False) == args.full_forward
         }
     runs: list[dict[str, Any]] = []
     report: dict[str, Any] = {}

@@ -128,6 +128,12 @@ def test_until_runs_the_first_stages_only(bench, monkeypatch, tmp_path):
     assert report["fit"]["embed_seconds"] is None
     assert "up to train" in report["protocol"]["stages"]
     assert (tmp_path / "scale.png").stat().st_size > 0
+    assert "whole-graph forward" not in report["protocol"]["train"]
+    assert not any(run["full_forward"] for run in report["sizes"])
+    argv = [*argv[:-1], str(tmp_path / "ff.json"), "--full-forward"]
+    report = bench.main([*argv, "--plot", str(tmp_path / "ff.png")])
+    assert "whole-graph forward values" in report["protocol"]["train"]
+    assert all(run["full_forward"] for run in report["sizes"])
 
 
 def test_prune_keeps_the_most_confident_part_of_the_pool(bench, monkeypatch, tmp_path):
