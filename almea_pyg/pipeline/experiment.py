@@ -104,10 +104,10 @@ class ExperimentConfig:
     many neighbours per node at each hop (:class:`~almea_pyg.train.Trainer`);
     ``None``, the default, runs it on the whole graph; ``full_forward`` then takes
     the forward values from the whole graph and only the gradients from the
-    sample. ``search`` (``"exact"``
-    or ``"faiss"``, built with ``search_kwargs``) is the search of the final
-    test evaluation (:class:`~almea_pyg.metrics.FaissSearch`); the evaluations
-    during training stay exact.
+    sample. ``search`` (``"exact"`` or ``"faiss"``, built with
+    ``search_kwargs``) is the search of the final test evaluation
+    (:class:`~almea_pyg.metrics.FaissSearch`); the evaluations during training
+    stay exact.
     """
 
     dataset: str = "synthetic"
