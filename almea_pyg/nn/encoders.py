@@ -105,7 +105,7 @@ class StructuralEncoder(nn.Module):
     def layer_outputs(self, edge_index: Tensor) -> list[Tensor]:
         """Every layer's output on the whole graph ``edge_index``, without
         gradients: the ``values`` of :meth:`forward` (``L`` tensors ``(N, d)``)."""
-        return self._propagate(self.embedding.weight, edge_index, keep_all=True)
+        return self._propagate(self.embedding.weight, edge_index)[1:]
 
     def _propagate(
         self,
@@ -113,23 +113,21 @@ class StructuralEncoder(nn.Module):
         edge_index: Tensor,
         node_index: Tensor | None = None,
         values: Sequence[Tensor] | None = None,
-        *,
-        keep_all: bool = False,
     ) -> list[Tensor]:
-        """The last layer's output, or every layer's (after its activation and
-        dropout) with ``keep_all``; with ``values``, their values and this
-        pass's gradients."""
-        outputs = []
+        """The input after dropout, then every layer's output (after its
+        activation and dropout); with ``values``, their values and this pass's
+        gradients. Keeping them all costs no peak memory: each is the next
+        layer's input."""
         x = F.dropout(x, self.dropout, self.training)
+        outputs = [x]
         for i, conv in enumerate(self.convs):
             x = conv(x, edge_index)
             if i < self.num_layers - 1:
                 x = F.dropout(F.elu(x), self.dropout, self.training)
             if values is not None:
                 x = values[i][node_index] + (x - x.detach())
-            if keep_all:
-                outputs.append(x)
-        return outputs if keep_all else [x]
+            outputs.append(x)
+        return outputs
 
     def __repr__(self) -> str:
         return (
