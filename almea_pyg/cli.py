@@ -233,6 +233,13 @@ def add_train_arguments(
         "(run without gradients), only the gradients from the sample",
     )
     run.add_argument(
+        "--full-forward-every",
+        type=positive_int,
+        metavar="K",
+        help="with --full-forward: run the whole-graph pass every K steps of an "
+        "epoch, the steps between reusing its values (default: 1, every step)",
+    )
+    run.add_argument(
         "--max-grad-norm",
         type=positive_float,
         help="clip the gradients' global L2 norm to this (default: the optimizer's)",
@@ -415,6 +422,7 @@ CONFIG_OPTIONS = (
     "batch_size",
     "fanouts",
     "full_forward",
+    "full_forward_every",
     "max_grad_norm",
     "optimizer",
     "checkpoint_every",

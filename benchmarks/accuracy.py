@@ -123,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --fanouts: forward values from the whole graph, gradients "
         "from the sample",
     )
+    grid.add_argument(
+        "--full-forward-every",
+        type=int,
+        default=1,
+        metavar="K",
+        help="with --full-forward: the whole-graph pass every K steps (default: 1)",
+    )
     active = parser.add_argument_group("active-learning schedule (almea+* variants)")
     active.add_argument("--rounds", type=int, default=_AL_DEFAULTS.rounds)
     active.add_argument("--interval", type=int, default=_AL_DEFAULTS.interval)

@@ -103,11 +103,11 @@ class ExperimentConfig:
     training: each step's GAT runs on the batch's sampled neighbourhood, that
     many neighbours per node at each hop (:class:`~almea_pyg.train.Trainer`);
     ``None``, the default, runs it on the whole graph; ``full_forward`` then takes
-    the forward values from the whole graph and only the gradients from the
-    sample. ``search`` (``"exact"`` or ``"faiss"``, built with
-    ``search_kwargs``) is the search of the final test evaluation
-    (:class:`~almea_pyg.metrics.FaissSearch`); the evaluations during training
-    stay exact.
+    the forward values from the whole graph (a pass every ``full_forward_every``
+    steps) and only the gradients from the sample. ``search`` (``"exact"`` or
+    ``"faiss"``, built with ``search_kwargs``) is the search of the final test
+    evaluation (:class:`~almea_pyg.metrics.FaissSearch`); the evaluations during
+    training stay exact.
     """
 
     dataset: str = "synthetic"
@@ -129,6 +129,7 @@ class ExperimentConfig:
     max_grad_norm: float | None = None
     fanouts: list[int] | None = None
     full_forward: bool = False
+    full_forward_every: int = 1
     optimizer: str = "paper"
     checkpoint_every: int = 25
     model: dict[str, Any] = field(default_factory=dict)
@@ -363,6 +364,7 @@ def _run_experiment(
         progress=config.progress,
         fanouts=config.fanouts,
         full_forward=config.full_forward,
+        full_forward_every=config.full_forward_every,
     )
     epochs = config.resolved_epochs()
     # Links in no split: only an oracle can reveal them (before any is learned).
@@ -477,6 +479,7 @@ def _run_experiment(
             "max_grad_norm": optimizer["max_grad_norm"],
             "fanouts": config.fanouts,
             "full_forward": config.full_forward,
+            "full_forward_every": config.full_forward_every,
         },
         "metrics": metrics,
         "imputer_fit": imputer_fit,

@@ -91,7 +91,8 @@ class Cell:
     the key leaves them out at ``1.0`` and ``0``). ``fanouts`` trains in mini-batches
     on sampled neighbourhoods (:class:`~almea_pyg.train.Trainer`; the key leaves
     it out at ``None``, the whole graph), with the whole graph's forward values
-    where ``full_forward`` (left out at ``False``).
+    where ``full_forward`` (left out at ``False``), run every
+    ``full_forward_every`` steps (left out at ``1``).
     """
 
     dataset: str
@@ -112,12 +113,15 @@ class Cell:
     rewarmup: int = 0
     fanouts: tuple[int, ...] | None = None
     full_forward: bool = False
+    full_forward_every: int = 1
 
     def __post_init__(self) -> None:
         if self.fanouts is not None:  # a JSON key holds a list
             object.__setattr__(self, "fanouts", tuple(self.fanouts))
         if self.full_forward and self.fanouts is None:
             raise ValueError("full_forward needs fanouts (mini-batch training)")
+        if self.full_forward_every != 1 and not self.full_forward:
+            raise ValueError("full_forward_every needs full_forward")
 
     @property
     def active(self) -> bool:
@@ -189,7 +193,8 @@ class Cell:
         if self.fanouts is not None:
             parts.append("f" + "x".join(map(str, self.fanouts)))
         if self.full_forward:
-            parts.append("ff")
+            every = self.full_forward_every
+            parts.append("ff" if every == 1 else f"ff{every}")
         round_lr = self.round_lr()
         if "lr_decay" in round_lr:
             parts.append(f"ld{self.lr_decay:g}")
@@ -211,6 +216,8 @@ class Cell:
             key["fanouts"] = list(self.fanouts)
         if not self.full_forward:
             del key["full_forward"]
+        if self.full_forward_every == 1:
+            del key["full_forward_every"]
         if self.optimizer == "paper":
             del key["optimizer"]
         for name in _CONSTANT_ROUND_LR.keys() - self.round_lr().keys():
@@ -231,6 +238,8 @@ def training_label(cell: dict[str, Any]) -> str:
         label += " fanouts" + "x".join(map(str, cell["fanouts"]))
     if cell.get("full_forward"):
         label += " full-forward"
+    if cell.get("full_forward_every", 1) != 1:
+        label += f" every{cell['full_forward_every']}"
     if cell.get("lr_decay") is not None:
         label += f" lr-decay{cell['lr_decay']:g}"
     if cell.get("rewarmup") is not None:
@@ -265,6 +274,8 @@ class Grid:
             each hop. (default: the whole graph)
         full_forward: With ``fanouts``, forward values from the whole graph,
             gradients from the sample (:class:`~almea_pyg.train.Trainer`).
+        full_forward_every: With ``full_forward``, the whole-graph pass every
+            this many steps. (default: ``1``)
         lr_decay, rewarmup: The learning rate of the rounds (not in the paper;
             :class:`~almea_pyg.active.ActiveLearningConfig`).
         rounds, interval, budget: The active-learning schedule of ``almea+*``
@@ -285,6 +296,7 @@ class Grid:
     optimizer: str = "paper"
     fanouts: Sequence[int] | None = None
     full_forward: bool = False
+    full_forward_every: int = 1
     lr_decay: float = _AL_DEFAULTS.lr_decay
     rewarmup: int = _AL_DEFAULTS.rewarmup
     rounds: int = _AL_DEFAULTS.rounds
@@ -304,6 +316,7 @@ class Grid:
                 optimizer=self.optimizer,
                 fanouts=self.fanouts,
                 full_forward=self.full_forward,
+                full_forward_every=self.full_forward_every,
                 **(round_lr if cell.active else {}),
             )
             for cell in cells
@@ -496,6 +509,7 @@ def experiment_config(cell: Cell, options: RunOptions) -> ExperimentConfig:
         optimizer=cell.optimizer,
         fanouts=None if cell.fanouts is None else list(cell.fanouts),
         full_forward=cell.full_forward,
+        full_forward_every=cell.full_forward_every,
         model={"dim": cell.dim},
         active=active,
         progress=options.progress,

@@ -69,6 +69,7 @@ LATER_DEFAULTS = {
     "fill": "zero",
     "fanouts": None,
     "full_forward": False,
+    "full_forward_every": 1,
     "search": "exact",
     "search_kwargs": None,
 }

@@ -117,6 +117,12 @@ class Trainer:
             have ``graph_layer_outputs`` and take ``graph_values``). It costs a
             forward pass over the whole graph per step, without its activations.
             (default: ``False``)
+        full_forward_every (int): With ``full_forward``, run the whole-graph
+            pass at an epoch's first step and every this many steps after; the
+            steps between reuse its values (a history, as in GNNAutoScale, Fey
+            et al., 2021), so the loss is the whole graph's at parameters up to
+            ``full_forward_every - 1`` steps old, and the pass costs once per
+            that many steps. (default: ``1``, every step)
     """
 
     def __init__(
@@ -136,6 +142,7 @@ class Trainer:
         progress: bool = True,
         fanouts: Sequence[int] | None = None,
         full_forward: bool = False,
+        full_forward_every: int = 1,
     ) -> None:
         if batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {batch_size}")
@@ -154,8 +161,19 @@ class Trainer:
         self.batch_size = batch_size
         if full_forward and fanouts is None:
             raise ValueError("full_forward needs fanouts (mini-batch training)")
+        if full_forward_every < 1:
+            raise ValueError(
+                f"full_forward_every must be >= 1, got {full_forward_every}"
+            )
+        if full_forward_every != 1 and not full_forward:
+            raise ValueError("full_forward_every needs full_forward")
         self.max_grad_norm = max_grad_norm
         self.full_forward = full_forward
+        self.full_forward_every = full_forward_every
+        # the whole-graph values (full_forward) and the steps since they ran;
+        # an epoch starts without them, so a resumed run equals an uninterrupted one
+        self._graph_values: list[Tensor] | None = None
+        self._graph_values_age = 0
         self.eval_every = eval_every
         self.metric = metric
         self.csls_k = csls_k
@@ -211,6 +229,7 @@ class Trainer:
         """One pass over the seed links; returns the mean of each loss term, of
         ``grad_norm`` and the epoch's ``lr``."""
         self.model.train()
+        self._graph_values = None
         lr = self.current_lr()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -230,8 +249,10 @@ class Trainer:
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             steps += 1
         self.epoch += 1
-        # the last step's gradients (one copy of the parameters) are not kept
-        # through evaluation and selection; the next step clears them anyway
+        # neither the last step's gradients (one copy of the parameters) nor the
+        # whole-graph values are kept through evaluation and selection: the next
+        # step clears the one, the next epoch computes the other again
+        self._graph_values = None
         self.optimizer.zero_grad(set_to_none=True)
         release_free_memory()
         means = {key: value / max(steps, 1) for key, value in sums.items()}
@@ -258,7 +279,7 @@ class Trainer:
         sub = self.sampler(seeds, self.generator)
         values = {}
         if self.full_forward:
-            values["graph_values"] = self.model.graph_layer_outputs(inputs.edge_index)
+            values["graph_values"] = self._whole_graph_values()
         return self.model(
             inputs.features,
             sub.edge_index,
@@ -268,6 +289,18 @@ class Trainer:
             node_index=sub.node_index,
             **values,
         )
+
+    def _whole_graph_values(self) -> list[Tensor]:
+        """The GAT's layer outputs on the whole graph, run again once they are
+        :attr:`full_forward_every` steps old (or none are kept)."""
+        if (
+            self._graph_values is None
+            or self._graph_values_age >= self.full_forward_every
+        ):
+            self._graph_values = self.model.graph_layer_outputs(self.inputs.edge_index)
+            self._graph_values_age = 0
+        self._graph_values_age += 1
+        return self._graph_values
 
     def _check_finite(self, name: str, value: Tensor, step: int) -> None:
         if not bool(torch.isfinite(value.detach())):

@@ -93,8 +93,9 @@ def test_unknown_keys_are_refused_with_the_valid_ones(tmp_path):
         f"{path}: unknown keys 'epoch', 'sead': valid ones are dataset, data, "
         "data_dir, cache_dir, seed_ratio, pool_ratio, seed, epochs, eval_every, "
         "device, output, variant, modalities, metric, lr, batch_size, "
-        "max_grad_norm, fanouts, full_forward, optimizer, checkpoint_every, model, "
-        "active, progress, drop_modality, drop_fraction, fill, search, search_kwargs"
+        "max_grad_norm, fanouts, full_forward, full_forward_every, optimizer, "
+        "checkpoint_every, model, active, progress, drop_modality, drop_fraction, "
+        "fill, search, search_kwargs"
     )
 
 

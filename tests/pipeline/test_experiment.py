@@ -50,6 +50,28 @@ def test_full_forward_runs_and_is_recorded(tmp_path):
     # runs from before the option keep their fingerprint
     before = {k: v for k, v in sampled.items() if k != "full_forward"}
     assert config_fingerprint(before) == config_fingerprint(sampled)
+    every = asdict(config)
+    del every["full_forward_every"]
+    assert run["fingerprint"]["config"] == config_fingerprint(every)
+    assert result["protocol"]["full_forward_every"] == 1
+
+
+def test_full_forward_every_runs_and_is_recorded(tmp_path):
+    config = ExperimentConfig(
+        epochs=1,
+        model={"dim": 8},
+        fanouts=[2, 2],
+        full_forward=True,
+        full_forward_every=3,
+        batch_size=16,
+        progress=False,
+        output=str(tmp_path),
+    )
+    result = run_experiment(config)
+    assert result["protocol"]["full_forward_every"] == 3
+    run = json.loads((tmp_path / "run.json").read_text())
+    every_step = asdict(replace(config, full_forward_every=1))
+    assert run["fingerprint"]["config"] != config_fingerprint(every_step)
 
 
 def test_fanouts_option():
@@ -59,6 +81,12 @@ def test_fanouts_option():
     args = build_parser().parse_args(["train", "--fanouts", "5", "5", "--full-forward"])
     assert config_from_args(args).full_forward
     assert not config_from_args(build_parser().parse_args(["train"])).full_forward
+    args = build_parser().parse_args(
+        ["train", "--fanouts", "5", "5", "--full-forward", "--full-forward-every", "4"]
+    )
+    assert config_from_args(args).full_forward_every == 4
+    default = config_from_args(build_parser().parse_args(["train"]))
+    assert default.full_forward_every == 1
 
 
 def test_faiss_search_evaluates_the_run_and_is_recorded(tmp_path, capsys):

@@ -435,3 +435,14 @@ def test_fanouts_reach_every_cell_key_and_config():
     assert not experiment_config(cell, options).full_forward
     with pytest.raises(ValueError, match="needs fanouts"):
         replace(grid, full_forward=True).cells()
+    assert "full_forward_every" not in full_forward.key()
+    (stale,) = replace(
+        grid, fanouts=[10, 10], full_forward=True, full_forward_every=4
+    ).cells()
+    assert stale.key()["full_forward_every"] == 4
+    assert stale.name == "FB15K_DB15K-r0.2-almea-e500-f10x10-ff4-s0"
+    assert variant_label(stale.key()) == "almea fanouts10x10 full-forward every4"
+    assert experiment_config(stale, options).full_forward_every == 4
+    assert experiment_config(full_forward, options).full_forward_every == 1
+    with pytest.raises(ValueError, match="needs full_forward"):
+        replace(grid, fanouts=[10, 10], full_forward_every=4).cells()

@@ -1,4 +1,5 @@
 import csv
+import math
 
 import pytest
 import torch
@@ -287,6 +288,57 @@ def test_full_forward_gives_the_whole_graph_loss_and_the_sample_gradient(pair):
 def test_full_forward_needs_fanouts(pair):
     with pytest.raises(ValueError, match="fanouts"):
         make_trainer(pair, full_forward=True)
+    with pytest.raises(ValueError, match="needs full_forward"):
+        make_trainer(pair, fanouts=[2, 1], full_forward_every=2)
+    with pytest.raises(ValueError, match=">= 1"):
+        make_trainer(pair, fanouts=[2, 1], full_forward=True, full_forward_every=0)
+
+
+@pytest.mark.parametrize("every, passes", [(1, 7), (3, 3), (7, 1), (50, 1)])
+def test_full_forward_every_reuses_the_values(pair, every, passes):
+    """The whole-graph pass runs at an epoch's first step and every ``every``
+    steps after; the steps between reuse its values (7 steps per epoch here)."""
+    trainer = make_trainer(
+        pair, batch_size=7, fanouts=[2, 1], full_forward=True, full_forward_every=every
+    )
+    assert math.ceil(trainer.train_links.size(1) / 7) == 7
+    calls = []
+    layer_outputs = trainer.model.graph_layer_outputs
+
+    def counted(edge_index):
+        calls.append(trainer.epoch)
+        return layer_outputs(edge_index)
+
+    trainer.model.graph_layer_outputs = counted
+    trainer.fit(2)
+    assert calls == [0] * passes + [1] * passes  # each epoch starts afresh
+    assert trainer._graph_values is None  # not kept between epochs
+
+
+def test_stale_values_change_the_steps_after_the_first(pair):
+    """Reused values make the same first step and different later ones."""
+    runs = {}
+    for every in (1, 2):
+        trainer = make_trainer(
+            pair,
+            batch_size=7,
+            fanouts=[2, 1],
+            full_forward=True,
+            full_forward_every=every,
+        )
+        steps = []
+        step = trainer.optimizer.step
+
+        def record(*args, step=step, trainer=trainer, steps=steps, **kwargs):
+            steps.append(trainer.model.structure.embedding.weight.grad.clone())
+            return step(*args, **kwargs)
+
+        trainer.optimizer.step = record
+        torch.manual_seed(1)
+        trainer.fit(1)
+        runs[every] = steps
+    torch.testing.assert_close(runs[2][0], runs[1][0])
+    assert not torch.allclose(runs[2][1], runs[1][1])
 
 
 def test_minibatch_training_learns_as_well_as_full_batch():
