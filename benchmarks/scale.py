@@ -14,7 +14,7 @@ another, each timed, with the peak resident memory it reached:
 - ``train``: the model of :func:`~almea_pyg.pipeline.experiment.build_model`
   and one mini-batch epoch of :class:`~almea_pyg.train.Trainer` (``--fanouts``,
   ``--batch-size``; ``--full-forward``: each step's forward values from the
-  whole graph);
+  whole graph, that pass every ``--full-forward-every`` steps);
 - ``embed``: :meth:`~almea_pyg.models.ALMEA.embed` of every entity;
 - ``evaluation``: CSLS ranks of ``--eval-links`` test links among all test
   targets (:func:`~almea_pyg.metrics.evaluate_alignment`, ``--search``);
@@ -103,6 +103,16 @@ def search_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"search": "faiss", "search_kwargs": {"index": args.faiss_index}}
 
 
+def full_forward_text(args: argparse.Namespace) -> str:
+    """The protocol's words for ``--full-forward`` (empty without it)."""
+    if not args.full_forward:
+        return ""
+    every = args.full_forward_every
+    return ", whole-graph forward values" + (
+        "" if every == 1 else f" (a pass every {every} steps)"
+    )
+
+
 def search_name(args: argparse.Namespace) -> str:
     """How a size's top-k lists were searched (a kept size must match)."""
     return args.search if args.search == "exact" else f"faiss {args.faiss_index}"
@@ -117,6 +127,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
         "search": search_name(args),
         "prune": args.prune,
         "full_forward": args.full_forward,
+        "full_forward_every": args.full_forward_every,
     }
     run = functools.partial(stage, result, partial=args.partial)
     pair = run(
@@ -138,6 +149,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
             progress=False,
             fanouts=args.fanouts,
             full_forward=args.full_forward,
+            full_forward_every=args.full_forward_every,
         )
         trainer.fit(args.epochs)
         # the optimiser's state (two copies of the parameters) goes with the
@@ -304,7 +316,7 @@ def protocol(args: argparse.Namespace, load: list[float]) -> dict[str, Any]:
         f"{args.seed}",
         "train": f"build_model defaults (ALMEA, dim 300), {args.epochs} epoch(s), "
         f"batch {args.batch_size} seed links, fan-outs {args.fanouts}"
-        f"{', whole-graph forward values' if args.full_forward else ''}; the stage "
+        f"{full_forward_text(args)}; the stage "
         "includes building the model and the trainer",
         "embed": "model.embed of every entity (batched after the GAT)",
         "evaluation": f"CSLS, left to right, the first {args.eval_links} test "
@@ -340,6 +352,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="each step's forward values from the whole graph (Trainer "
         "full_forward), the gradients from the sample",
+    )
+    parser.add_argument(
+        "--full-forward-every",
+        type=int,
+        default=1,
+        metavar="K",
+        help="with --full-forward: the whole-graph pass every K steps (default: 1)",
     )
     parser.add_argument("--eval-links", type=int, default=2000)
     parser.add_argument("--search", choices=["exact", "faiss"], default="faiss")
@@ -391,7 +410,7 @@ def _worker_argv(args: argparse.Namespace, n: int) -> list[str]:
     if args.prune is not None:
         argv += ["--prune", str(args.prune)]
     if args.full_forward:
-        argv.append("--full-forward")
+        argv += ["--full-forward", "--full-forward-every", str(args.full_forward_every)]
     if args.threads is not None:
         argv += ["--threads", str(args.threads)]
     return argv
@@ -435,6 +454,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             and run.get("search", "faiss flat") == search_name(args)
             and run.get("prune") == args.prune
             and run.get("full_forward", False) == args.full_forward
+            and run.get("full_forward_every", 1) == args.full_forward_every
         }
     runs: list[dict[str, Any]] = []
     report: dict[str, Any] = {}

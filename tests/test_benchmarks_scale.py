@@ -133,7 +133,12 @@ def test_until_runs_the_first_stages_only(bench, monkeypatch, tmp_path):
     argv = [*argv[:-1], str(tmp_path / "ff.json"), "--full-forward"]
     report = bench.main([*argv, "--plot", str(tmp_path / "ff.png")])
     assert "whole-graph forward values" in report["protocol"]["train"]
+    assert "a pass every" not in report["protocol"]["train"]
     assert all(run["full_forward"] for run in report["sizes"])
+    argv = [*argv[:-2], str(tmp_path / "ff3.json"), "--full-forward"]
+    report = bench.main([*argv, "--full-forward-every", "3", "--sizes", "300"])
+    assert "(a pass every 3 steps)" in report["protocol"]["train"]
+    assert [run["full_forward_every"] for run in report["sizes"]] == [3]
 
 
 def test_prune_keeps_the_most_confident_part_of_the_pool(bench, monkeypatch, tmp_path):
