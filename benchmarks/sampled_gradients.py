@@ -11,7 +11,12 @@ on its own):
   draws);
 - ``cosine_of_mean`` and ``norm_ratio_of_mean``: the draws' mean gradient against
   it. Noise averages away over draws, bias does not: a mean that stays off
-  cosine 1 as draws grow is a biased gradient.
+  cosine 1 as draws grow is a biased gradient;
+- for an embedding table, ``row_cosine_median`` and ``rows_below_0.9``: per row
+  with a whole-graph gradient, one draw's cosine (median, and the share of rows
+  below 0.9). Adam steps every coordinate by its own scale, so a row's
+  direction counts whatever its norm, and the table's cosine, weighted by the
+  rows' norms, hides the small rows.
 
 It also reports the sampled subgraph's share of the graph's nodes and edges. The
 model runs in eval mode (no dropout, no latent noise), so the neighbourhood is all
@@ -75,12 +80,30 @@ def agreement(grad: Tensor, reference: Tensor) -> tuple[float, float]:
     return float(cosine), float(norm / ref_norm)
 
 
+def row_agreement(grad: Tensor, reference: Tensor, width: int) -> tuple[float, float]:
+    """Per row of an embedding table (rows of ``width``) with a nonzero reference
+    gradient: the median cosine, and the share of rows below 0.9. Adam scales
+    every coordinate on its own, so a row's direction matters whatever its norm;
+    the group's cosine weighs rows by their norm and hides the small ones."""
+    grad, reference = grad.view(-1, width), reference.view(-1, width)
+    live = reference.norm(dim=1) > 0
+    grad, reference = grad[live], reference[live]
+    cosine = (grad * reference).sum(1) / (
+        grad.norm(dim=1) * reference.norm(dim=1)
+    ).clamp_min(1e-300)
+    return float(cosine.median()), float((cosine < 0.9).double().mean())
+
+
 def compare(
-    draws: Sequence[dict[str, Tensor]], reference: dict[str, Tensor]
+    draws: Sequence[dict[str, Tensor]],
+    reference: dict[str, Tensor],
+    row_widths: dict[str, int] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per group: single draws' mean cosine and norm ratio, and the draws' mean
-    gradient's (a group without gradient in a draw counts as zero there). Groups
-    whose reference gradient is zero are left out."""
+    gradient's (a group without gradient in a draw counts as zero there); for the
+    embedding tables in ``row_widths``, also :func:`row_agreement` (mean over
+    draws). Groups whose reference gradient is zero are left out."""
+    row_widths = row_widths or {}
     out = {}
     for group, ref in reference.items():
         if not bool(ref.any()):
@@ -94,6 +117,10 @@ def compare(
             "cosine_of_mean": cosine,
             "norm_ratio_of_mean": ratio,
         }
+        if group in row_widths:
+            rows = [row_agreement(grad, ref, row_widths[group]) for grad in grads]
+            out[group]["row_cosine_median"] = statistics.fmean(m for m, _ in rows)
+            out[group]["rows_below_0.9"] = statistics.fmean(b for _, b in rows)
     return out
 
 
@@ -156,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     whole = trainer()
     batch = whole.train_links[:, : config.batch_size]
     reference = step_gradients(whole, batch)
+    widths = {
+        path: module.embedding_dim
+        for path, module in whole.model.named_modules()
+        if isinstance(module, nn.Embedding)
+    }
     num_edges = whole.inputs.edge_index.size(1)
     rows = []
     for fanouts in args.fanouts:
@@ -175,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         "edges_share": sub.edge_index.size(1) / num_edges,
                     },
                     "seconds_per_draw": (time.perf_counter() - start) / args.draws,
-                    "groups": compare(draws, reference),
+                    "groups": compare(draws, reference, widths),
                 }
             )
     result = {
@@ -202,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """The rows as a table: per group, one draw's cosine (the mean's)."""
+    """The rows as a table: per group, one draw's cosine (the mean's); for an
+    embedding table also the share of its rows below 0.9."""
     groups = list(result["whole_graph_norms"])
     lines = [
         "| fan-outs | forward values | nodes / edges | " + " | ".join(groups) + " |",
@@ -214,12 +247,16 @@ def markdown(result: dict[str, Any]) -> str:
             "whole graph" if row["full_forward"] else "sampled",
             "{nodes_share:.0%} / {edges_share:.0%}".format(**row["subgraph"]),
         ]
-        cells += [
-            "{cosine:.3f} ({cosine_of_mean:.3f})".format(**row["groups"][g])
-            for g in groups
-        ]
+        cells += [cell_text(row["groups"][g]) for g in groups]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def cell_text(stats: dict[str, float]) -> str:
+    text = "{cosine:.3f} ({cosine_of_mean:.3f})".format(**stats)
+    if "rows_below_0.9" in stats:
+        text += ", rows < 0.9: {:.0%}".format(stats["rows_below_0.9"])
+    return text
 
 
 if __name__ == "__main__":

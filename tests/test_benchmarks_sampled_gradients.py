@@ -69,8 +69,25 @@ def test_sampled_gradients_against_the_whole_graph(sg, run, tmp_path):
     for group in EXACT:
         assert full["groups"][group]["cosine"] == pytest.approx(1.0, abs=1e-5)
     assert min(plain["groups"][group]["cosine"] for group in EXACT) < 0.99
+    # per row of the embedding table: all rows agree with every neighbour,
+    # some rows disagree with two, even with whole-graph values
+    every_rows = rows[((-1, -1), True)]["groups"]["structure.embedding"]
+    assert every_rows["rows_below_0.9"] == 0.0
+    assert every_rows["row_cosine_median"] == pytest.approx(1.0)
+    assert full["groups"]["structure.embedding"]["rows_below_0.9"] > 0.0
+    assert "row_cosine_median" not in full["groups"]["structure"]
     assert "| 2x2 | whole graph |" in sg.markdown(result)
     assert "| allxall | sampled |" in sg.markdown(result)
+
+
+def test_row_agreement_counts_rows_of_the_reference(sg):
+    import torch
+
+    reference = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    grad = torch.tensor([[3.0, 0.0], [5.0, 5.0], [2.0, 0.0], [1.0, 1.0]])
+    median, below = sg.row_agreement(grad.flatten(), reference.flatten(), 2)
+    assert below == pytest.approx(1 / 3)  # row 2 of the 3 with a gradient
+    assert median == pytest.approx(1.0)
 
 
 def test_parameter_groups_put_embedding_tables_apart(sg):
