@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from almea_pyg.cli import fanout
 from almea_pyg.io import atomic_write_text
 from almea_pyg.pipeline.experiment import build_model, restore_run
 from almea_pyg.train import Trainer
@@ -126,13 +127,7 @@ def compare(
 
 def parse_fanouts(text: str) -> list[int]:
     """``"25x10"`` -> ``[25, 10]``; ``all`` (or ``-1``) takes every neighbour."""
-    try:
-        fanouts = [-1 if part == "all" else int(part) for part in text.split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"fan-outs like 25x10, got {text!r}") from None
-    if any(k == 0 or k < -1 for k in fanouts):
-        raise argparse.ArgumentTypeError(f"fan-outs are >= 1 or -1, got {text!r}")
-    return fanouts
+    return [fanout("-1" if part == "all" else part) for part in text.split("x")]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -194,8 +189,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for mode in args.modes:
             sampled = trainer(fanouts, mode == "full-forward")
             inputs = sampled.inputs
-            seeds = torch.cat([batch[0], batch[1] + inputs.num_source]).unique()
-            sub = sampled.sampler(seeds, torch.Generator().manual_seed(config.seed))
+            sub = sampled.sample(batch, torch.Generator().manual_seed(config.seed))
             start = time.perf_counter()
             draws = [step_gradients(sampled, batch) for _ in range(args.draws)]
             rows.append(

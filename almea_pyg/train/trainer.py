@@ -21,7 +21,7 @@ from almea_pyg.data.pair import MMKGPair, link_keys
 from almea_pyg.io import atomic_save, atomic_write_text
 from almea_pyg.metrics.ranking import evaluate_alignment
 from almea_pyg.train.memory import release_free_memory
-from almea_pyg.train.sampling import NeighborSampling
+from almea_pyg.train.sampling import NeighborSampling, SampledSubgraph
 from almea_pyg.typing import SimilarityMetric
 
 log = logging.getLogger(__name__)
@@ -275,8 +275,7 @@ class Trainer:
             return self.model(
                 inputs.features, inputs.edge_index, inputs.present, batch[0], batch[1]
             )
-        seeds = torch.cat([batch[0], batch[1] + inputs.num_source]).unique()
-        sub = self.sampler(seeds, self.generator)
+        sub = self.sample(batch)
         values = {}
         if self.full_forward:
             values["graph_values"] = self._whole_graph_values()
@@ -289,6 +288,17 @@ class Trainer:
             node_index=sub.node_index,
             **values,
         )
+
+    def sample(
+        self, batch: Tensor, generator: torch.Generator | None = None
+    ) -> SampledSubgraph:
+        """The sampled neighbourhood of a batch of seed links ``(2, B)``: its
+        source and target entities in the union graph's ids are the seeds
+        (draws from ``generator``, default the trainer's own)."""
+        if self.sampler is None:
+            raise ValueError("no sampler: the trainer takes full-graph steps")
+        seeds = torch.cat([batch[0], batch[1] + self.inputs.num_source]).unique()
+        return self.sampler(seeds, self.generator if generator is None else generator)
 
     def _whole_graph_values(self) -> list[Tensor]:
         """The GAT's layer outputs on the whole graph, run again once they are

@@ -285,6 +285,18 @@ def test_full_forward_gives_the_whole_graph_loss_and_the_sample_gradient(pair):
     assert not torch.allclose(*embedding)
 
 
+def test_sample_draws_the_batch_neighbourhood(pair):
+    with pytest.raises(ValueError, match="no sampler"):
+        make_trainer(pair).sample(pair.train_links)
+    trainer = make_trainer(pair, fanouts=[2, 1])
+    batch = pair.train_links[:, :5]
+    sub = trainer.sample(batch, torch.Generator().manual_seed(3))
+    seeds = torch.cat([batch[0], batch[1] + trainer.inputs.num_source]).unique()
+    torch.testing.assert_close(sub.node_index[: seeds.numel()], seeds)
+    again = trainer.sample(batch, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(again.edge_index, sub.edge_index)
+
+
 def test_full_forward_needs_fanouts(pair):
     with pytest.raises(ValueError, match="fanouts"):
         make_trainer(pair, full_forward=True)
