@@ -76,9 +76,8 @@ def step_gradients(trainer: Trainer, batch: Tensor) -> dict[str, Tensor]:
 
 def agreement(grad: Tensor, reference: Tensor) -> tuple[float, float]:
     """Cosine and norm ratio of ``grad`` against ``reference``."""
-    norm, ref_norm = grad.norm(), reference.norm()
-    cosine = torch.dot(grad, reference) / (norm * ref_norm).clamp_min(1e-300)
-    return float(cosine), float(norm / ref_norm)
+    cosine = torch.cosine_similarity(grad, reference, dim=0, eps=1e-300)
+    return float(cosine), float(grad.norm() / reference.norm())
 
 
 def row_agreement(grad: Tensor, reference: Tensor, width: int) -> tuple[float, float]:
@@ -88,10 +87,7 @@ def row_agreement(grad: Tensor, reference: Tensor, width: int) -> tuple[float, f
     the group's cosine weighs rows by their norm and hides the small ones."""
     grad, reference = grad.view(-1, width), reference.view(-1, width)
     live = reference.norm(dim=1) > 0
-    grad, reference = grad[live], reference[live]
-    cosine = (grad * reference).sum(1) / (
-        grad.norm(dim=1) * reference.norm(dim=1)
-    ).clamp_min(1e-300)
+    cosine = torch.cosine_similarity(grad[live], reference[live], dim=1, eps=1e-300)
     return float(cosine.median()), float((cosine < 0.9).double().mean())
 
 
