@@ -240,15 +240,21 @@ def format_markdown(
             "",
             f"## Paired t-tests ({metric}; difference = A - B)",
             "",
-            "| A | B | dataset | ratio | pool | epochs | n | MRR diff | MRR t "
-            "| MRR p | Hits@1 diff | Hits@1 t | Hits@1 p |",
-            "|" + "---|" * 13,
+            "| A | B | dataset | ratio | pool | epochs | n | MRR diff | MRR 95 % CI "
+            "| MRR t | MRR p | Hits@1 diff | Hits@1 95 % CI | Hits@1 t | Hits@1 p |",
+            "|" + "---|" * 15,
         ]
         for test in tests:
             stats = []
             for name in ("mrr", "hits@1"):
                 s = test[name]
-                stats += [_fmt(s["mean_diff"]), _fmt(s["t"]), _fmt(s["p"], 4)]
+                low, high = s["ci"]
+                stats += [
+                    _fmt(s["mean_diff"]),
+                    f"[{low:+.2f}, {high:+.2f}]",
+                    _fmt(s["t"]),
+                    _fmt(s["p"], 4),
+                ]
             lines.append(
                 f"| {test['a']} | {test['b']} | {test['dataset']} | "
                 f"{test['seed_ratio']:g} | {_fmt_pool(test['pool_ratio'])} | "

@@ -2,7 +2,8 @@
 
 The t-test is computed here (Student's t distribution through the regularised
 incomplete beta function), so summarising needs no scipy; it gives
-:func:`scipy.stats.ttest_rel`'s two-sided ``t`` and ``p``.
+:func:`scipy.stats.ttest_rel`'s two-sided ``t`` and ``p``, and the confidence
+interval of the mean difference (``ttest_rel(...).confidence_interval()``).
 """
 
 from __future__ import annotations
@@ -48,11 +49,15 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def paired_t_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float | None]:
+def paired_t_test(
+    a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95
+) -> dict[str, Any]:
     """Paired two-sided t-test of ``a`` against ``b`` (at least two pairs).
 
     Returns ``t``, ``p`` (``None`` where undefined: the differences all equal, or
-    ``t`` infinite) and ``mean_diff``, the mean of ``a - b``.
+    ``t`` infinite), ``mean_diff``, the mean of ``a - b``, and ``ci``, its
+    two-sided ``confidence`` interval ``[low, high]``: whether a difference is
+    within a margin (e.g. "within 1 MRR") is read from ``ci``, not from ``p``.
     """
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(
@@ -67,7 +72,15 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float | N
     else:
         t = math.copysign(math.inf, mean) if mean else math.nan
     p = student_t_two_sided(t, len(diffs) - 1)
-    return {"t": _finite(t), "p": _finite(p), "mean_diff": mean}
+    half = student_t_critical(1 - confidence, len(diffs) - 1) * math.sqrt(
+        variance / len(diffs)
+    )
+    return {
+        "t": _finite(t),
+        "p": _finite(p),
+        "mean_diff": mean,
+        "ci": [mean - half, mean + half],
+    }
 
 
 def format_paired_t_test(test: dict[str, float | None]) -> list[str]:
@@ -89,6 +102,24 @@ def student_t_two_sided(t: float, df: int) -> float:
         return 0.0
     square = t * t
     return regularized_beta(df / 2, 0.5, df / (df + square), square / (df + square))
+
+
+def student_t_critical(p: float, df: int) -> float:
+    """The ``t ≥ 0`` with ``P(|T| >= t) = p`` for Student's t with ``df`` degrees
+    of freedom (``scipy.stats.t.isf(p / 2, df)``), by bisection on
+    :func:`student_t_two_sided`, which falls as ``t`` grows."""
+    if not 0 < p <= 1:
+        raise ValueError(f"student_t_critical: p must be in (0, 1], got {p}")
+    low, high = 0.0, 1.0
+    while student_t_two_sided(high, df) > p:
+        low, high = high, 2 * high
+    for _ in range(100):
+        middle = (low + high) / 2
+        if student_t_two_sided(middle, df) > p:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
 
 
 def regularized_beta(a: float, b: float, x: float, y: float) -> float:

@@ -10,6 +10,7 @@ from almea_pyg.pipeline.stats import (
     format_paired_t_test,
     mean_std,
     paired_t_test,
+    student_t_critical,
     student_t_two_sided,
 )
 
@@ -52,6 +53,22 @@ def test_paired_t_test_matches_scipy(a, b):
     assert test["t"] == pytest.approx(expected.statistic, rel=1e-12)
     assert test["p"] == pytest.approx(expected.pvalue, rel=1e-12)
     assert test["mean_diff"] == pytest.approx(sum(a) / len(a) - sum(b) / len(b))
+    assert test["ci"] == pytest.approx(list(expected.confidence_interval()), rel=1e-9)
+    ninety = expected.confidence_interval(confidence_level=0.9)
+    assert paired_t_test(a, b, confidence=0.9)["ci"] == pytest.approx(
+        list(ninety), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize("df", [1, 2, 4, 29])
+@pytest.mark.parametrize("p", [0.001, 0.05, 0.1, 0.5, 1.0])
+def test_student_t_critical_inverts_the_two_sided_tail(p, df):
+    t = student_t_critical(p, df)
+    assert student_t_two_sided(t, df) == pytest.approx(p, rel=1e-9)
+    stats = pytest.importorskip("scipy.stats")
+    assert t == pytest.approx(stats.t.isf(p / 2, df), rel=1e-9, abs=1e-12)
+    with pytest.raises(ValueError, match="p must be in"):
+        student_t_critical(0.0, df)
 
 
 def test_paired_t_test_without_spread():
@@ -60,11 +77,13 @@ def test_paired_t_test_without_spread():
         "t": None,
         "p": 0.0,
         "mean_diff": 1,
+        "ci": [1, 1],
     }
     assert paired_t_test([1.0, 2.0], [1.0, 2.0]) == {
         "t": None,
         "p": None,
         "mean_diff": 0,
+        "ci": [0, 0],
     }
     with pytest.raises(ValueError, match="two equally long samples"):
         paired_t_test([1.0], [2.0])
@@ -149,7 +168,11 @@ def test_summarise_mean_std_and_paired_t_test(tmp_path):
     assert test["mrr"]["t"] == pytest.approx(math.sqrt(7))
     assert test["mrr"]["p"] == pytest.approx(1 - math.sqrt(7) / 3)
     assert test["hits@1"]["t"] == pytest.approx(math.sqrt(7))
+    # 95 % interval: 7/3 ± t_{0.975, 2} sqrt(7/3) / sqrt(3), t_{0.975, 2} = 4.3027
+    half = 4.302652729749464 * math.sqrt(7 / 9)
+    assert test["mrr"]["ci"] == pytest.approx([7 / 3 - half, 7 / 3 + half])
     assert "Paired t-tests" in out
+    assert f"| 2.33 | [{7 / 3 - half:+.2f}, {7 / 3 + half:+.2f}] | 2.65 |" in out
 
 
 def test_summarise_keeps_clipped_cells_apart(tmp_path):
