@@ -180,10 +180,15 @@ def format_markdown(summary: list[dict[str, Any]]) -> str:
         lines.append("")
         if block["paired_vs_reference"]:
             reference = block["reference"]
-            lines.append(f"Paired differences against {reference} (mean, t, p):")
+            lines.append(
+                f"Paired differences against {reference} (mean, 95 % interval, t, p):"
+            )
             lines.append("")
-            lines.append("| strategy | round | n | ΔMRR | t | p | ΔHits@1 | t | p |")
-            lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+            lines.append(
+                "| strategy | round | n | ΔMRR | 95 % CI | t | p "
+                "| ΔHits@1 | 95 % CI | t | p |"
+            )
+            lines.append("|" + " --- |" * 11)
             for test in block["paired_vs_reference"]:
                 cells = []
                 for metric in METRICS:

@@ -312,10 +312,10 @@ def format_markdown(summary: list[dict[str, Any]]) -> str:
         if block["paired_vs_zero"]:
             lines += [
                 "Paired differences against zero-fill on the affected links "
-                "(mean, t, p):",
+                "(mean, 95 % interval, t, p):",
                 "",
-                "| method | n | ΔMRR | t | p | ΔHits@1 | t | p |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- |",
+                "| method | n | ΔMRR | 95 % CI | t | p | ΔHits@1 | 95 % CI | t | p |",
+                "|" + " --- |" * 10,
             ]
             for test in block["paired_vs_zero"]:
                 cells = []

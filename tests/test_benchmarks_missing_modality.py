@@ -160,4 +160,4 @@ def test_summary_averages_seeds_and_tests_against_zero(mm, tmp_path):
     assert (
         "| mean | 1 | 700 | 70.00 | 35.00 | 85.00 | 80.00 | 90.00 | 0.000 |" in markdown
     )
-    assert "| lsl | 3 | -1.67 | -1.89 |" in markdown
+    assert "| lsl | 3 | -1.67 | [-5.46, +2.13] | -1.89 | 0.199 |" in markdown

@@ -136,7 +136,8 @@ def test_until_runs_the_first_stages_only(bench, monkeypatch, tmp_path):
     assert "a pass every" not in report["protocol"]["train"]
     assert all(run["full_forward"] for run in report["sizes"])
     argv = [*argv[:-2], str(tmp_path / "ff3.json"), "--full-forward"]
-    report = bench.main([*argv, "--full-forward-every", "3", "--sizes", "300"])
+    argv += ["--full-forward-every", "3", "--sizes", "300"]
+    report = bench.main([*argv, "--plot", str(tmp_path / "ff3.png")])
     assert "(a pass every 3 steps)" in report["protocol"]["train"]
     assert [run["full_forward_every"] for run in report["sizes"]] == [3]
 

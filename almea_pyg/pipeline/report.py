@@ -19,6 +19,7 @@ from almea_pyg.pipeline.stats import (
     METRICS,
     compare_variants,
     format_mean_std,
+    format_paired_t_test,
     summary_rows,
 )
 
@@ -247,14 +248,7 @@ def format_markdown(
         for test in tests:
             stats = []
             for name in ("mrr", "hits@1"):
-                s = test[name]
-                low, high = s["ci"]
-                stats += [
-                    _fmt(s["mean_diff"]),
-                    f"[{low:+.2f}, {high:+.2f}]",
-                    _fmt(s["t"]),
-                    _fmt(s["p"], 4),
-                ]
+                stats += format_paired_t_test(test[name])
             lines.append(
                 f"| {test['a']} | {test['b']} | {test['dataset']} | "
                 f"{test['seed_ratio']:g} | {_fmt_pool(test['pool_ratio'])} | "

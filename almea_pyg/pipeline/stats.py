@@ -83,11 +83,14 @@ def paired_t_test(
     }
 
 
-def format_paired_t_test(test: dict[str, float | None]) -> list[str]:
-    """A :func:`paired_t_test` result as three table cells: the mean difference
-    (signed), ``t`` and ``p`` (``"-"`` where undefined)."""
+def format_paired_t_test(test: dict[str, Any]) -> list[str]:
+    """A :func:`paired_t_test` result as four table cells: the mean difference
+    (signed), its confidence interval, ``t`` and ``p`` (``"-"`` where
+    undefined)."""
+    low, high = test["ci"]
     return [
         f"{test['mean_diff']:+.2f}",
+        f"[{low:+.2f}, {high:+.2f}]",
         "-" if test["t"] is None else f"{test['t']:.2f}",
         "-" if test["p"] is None else f"{test['p']:.3f}",
     ]

@@ -91,9 +91,11 @@ def test_paired_t_test_without_spread():
 
 def test_format_paired_t_test():
     test = paired_t_test([3.0, 5.0, 4.5], [1.0, 2.0, 2.5])
-    assert format_paired_t_test(test) == ["+2.33", "7.00", "0.020"]
+    # 7/3 ± 4.3027 sqrt(1/3) / sqrt(3)
+    assert format_paired_t_test(test) == ["+2.33", "[+0.90, +3.77]", "7.00", "0.020"]
     assert format_paired_t_test(paired_t_test([1.0, 2.0], [1.0, 2.0])) == [
         "+0.00",
+        "[+0.00, +0.00]",
         "-",
         "-",
     ]
@@ -172,7 +174,9 @@ def test_summarise_mean_std_and_paired_t_test(tmp_path):
     half = 4.302652729749464 * math.sqrt(7 / 9)
     assert test["mrr"]["ci"] == pytest.approx([7 / 3 - half, 7 / 3 + half])
     assert "Paired t-tests" in out
-    assert f"| 2.33 | [{7 / 3 - half:+.2f}, {7 / 3 + half:+.2f}] | 2.65 |" in out
+    assert (
+        f"| +2.33 | [{7 / 3 - half:+.2f}, {7 / 3 + half:+.2f}] | 2.65 | 0.118 |" in out
+    )
 
 
 def test_summarise_keeps_clipped_cells_apart(tmp_path):
@@ -238,7 +242,7 @@ def test_summarise_keeps_pool_ratios_apart_and_counts_what_the_oracle_saw(tmp_pa
     # compared with the run at the same pool ratio only (MRR diffs 2 and 4)
     (test,) = summary["comparisons"]
     assert test["pool_ratio"] == 0.1 and test["mrr"]["mean_diff"] == pytest.approx(3.0)
-    assert "| almea+ds3 | almea | synthetic | 0.2 | 0.1 | 2 | 2 | 3.00 |" in out
+    assert "| almea+ds3 | almea | synthetic | 0.2 | 0.1 | 2 | 2 | +3.00 |" in out
 
 
 def test_summarise_cosine_metric(tmp_path):
