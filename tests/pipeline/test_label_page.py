@@ -383,17 +383,17 @@ def browser():
 
 
 def shows(driver, *texts):
-    """Wait for a page that shows all ``texts`` (each answer reloads the page)."""
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
+    """Wait for a page that shows all ``texts`` (each answer reloads the page).
+
+    The body's text is read in one script call: holding a reference to the body
+    element races the reload (stale element, or Chrome's "node does not belong to
+    the document").
+    """
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(
-        driver, 10, ignored_exceptions=[StaleElementReferenceException]
-    ).until(
-        lambda d: all(
-            text in d.find_element(By.TAG_NAME, "body").text for text in texts
-        )
+    script = "return document.body ? document.body.innerText : ''"
+    WebDriverWait(driver, 10).until(
+        lambda d: all(text in d.execute_script(script) for text in texts)
     )
 
 
