@@ -21,7 +21,8 @@ another, each timed, with the peak resident memory it reached:
 - ``selection``: :func:`~almea_pyg.select.ds3_acquire` of 1 % of the links
   from the mutual nearest neighbours of the entities neither labelled nor in a
   test link (``--search``; ``--prune`` keeps the most confident part of that
-  pool; DS3 in blocks of ``--block-size``).
+  pool; DS3 in blocks of ``--block-size``), the search's and DS3's seconds
+  apart.
 
 Writes ``benchmarks/results/scale.json`` (the protocol, every stage at every
 size, and ``cost = a N^b`` fitted by least squares on the log-log points) after
@@ -43,6 +44,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from argparse import SUPPRESS
 from pathlib import Path
 from typing import Any, Callable
@@ -66,7 +68,7 @@ from almea_pyg.metrics import evaluate_alignment  # noqa: E402
 from almea_pyg.models import ALMEA  # noqa: E402
 from almea_pyg.models.inputs import PairInputs  # noqa: E402
 from almea_pyg.pipeline.experiment import ExperimentConfig, build_model  # noqa: E402
-from almea_pyg.select import ds3_acquire  # noqa: E402
+from almea_pyg.select import DS3Acquisition, candidate_pool, ds3_acquire  # noqa: E402
 from almea_pyg.train.memory import limit_heap_fragmentation  # noqa: E402
 from almea_pyg.train.trainer import Trainer  # noqa: E402
 
@@ -192,20 +194,33 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
     if args.until == "evaluation":
         return result
     budget = max(1, round(0.01 * pair.links.size(1)))
-    picked = run(
-        "selection",
-        lambda: ds3_acquire(
+    split: dict[str, float] = {}
+
+    def select() -> DS3Acquisition:
+        # the stage's two parts, timed apart (wall and CPU seconds)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        pool = candidate_pool(
             emb_s,
             emb_t,
-            train_links,
-            budget,
-            exclude_source=test[0],
-            exclude_target=test[1],
-            block_size=args.block_size,
+            exclude_source=torch.cat([train_links[0], test[0]]),
+            exclude_target=torch.cat([train_links[1], test[1]]),
             prune=args.prune,
             **search_options(args),
-        ),
-    )
+        )
+        searched, cpu_searched = time.perf_counter(), time.process_time()
+        picked = ds3_acquire(
+            emb_s, emb_t, train_links, budget, block_size=args.block_size, pool=pool
+        )
+        split.update(
+            search_seconds=searched - start,
+            search_cpu_seconds=cpu_searched - cpu_start,
+            ds3_seconds=time.perf_counter() - searched,
+            ds3_cpu_seconds=time.process_time() - cpu_searched,
+        )
+        return picked
+
+    picked = run("selection", select)
+    result["selection"].update(split)
     result["selection"].update(
         budget=budget,
         pool=len(picked.pool),

@@ -52,6 +52,9 @@ def test_tiny_run(bench, monkeypatch, tmp_path):
         assert run["selection"]["blocks"] > 1
         assert 1 <= run["selection"]["admm_iterations"] <= 1000
         assert isinstance(run["selection"]["converged"], bool)
+        parts = run["selection"]["search_seconds"] + run["selection"]["ds3_seconds"]
+        assert 0 < parts <= run["selection"]["seconds"]
+        assert run["selection"]["ds3_cpu_seconds"] > 0
         assert run["search"] == "exact"
     assert large["sizes"]["entities"][0] > small["sizes"]["entities"][0]
     assert set(report["fit"]) >= {f"{name}_seconds" for name in bench.STAGES}

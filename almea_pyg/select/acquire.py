@@ -72,6 +72,7 @@ def ds3_acquire(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     search: Union[SearchName, FaissSearch] = "exact",
     search_kwargs: Optional[dict[str, Any]] = None,
+    pool: Optional[CandidatePool] = None,
 ) -> DS3Acquisition:
     """Select up to ``budget`` pairs to label with DS3 (Section 3.3, SPEC §6).
 
@@ -120,6 +121,12 @@ def ds3_acquire(
             (:func:`~almea_pyg.select.pool.candidate_pool`).
         search_kwargs: Arguments of the :class:`~almea_pyg.metrics.FaissSearch`
             that ``search="faiss"`` builds.
+        pool: A pool :func:`~almea_pyg.select.pool.candidate_pool` already built
+            on these embeddings, e.g. to solve DS3 at several ``alpha`` after one
+            search, or to time the search apart; then ``exclude_source``,
+            ``exclude_target``, ``metric``, ``prune``, ``search`` and
+            ``search_kwargs`` are not used. It must hold no labelled entity.
+            (default: ``None``: built here)
 
     Shapes:
         source_emb: ``(N_s, d)``, target_emb: ``(N_t, d)``, labelled: ``(2, L)``.
@@ -134,18 +141,28 @@ def ds3_acquire(
             f"got {dissimilarity!r}"
         )
     labelled = labelled.to(device=source_emb.device, dtype=torch.long)
-    pool = candidate_pool(
-        source_emb,
-        target_emb,
-        exclude_source=merge_indices(labelled[0], exclude_source),
-        exclude_target=merge_indices(labelled[1], exclude_target),
-        metric=metric,
-        csls_k=csls_k,
-        prune=prune,
-        chunk_size=chunk_size,
-        search=search,
-        search_kwargs=search_kwargs,
-    )
+    if pool is None:
+        pool = candidate_pool(
+            source_emb,
+            target_emb,
+            exclude_source=merge_indices(labelled[0], exclude_source),
+            exclude_target=merge_indices(labelled[1], exclude_target),
+            metric=metric,
+            csls_k=csls_k,
+            prune=prune,
+            chunk_size=chunk_size,
+            search=search,
+            search_kwargs=search_kwargs,
+        )
+    elif (
+        torch.isin(pool.source_index, labelled[0]).any()
+        or torch.isin(pool.target_index, labelled[1]).any()
+    ):
+        raise ValueError(
+            "ds3_acquire: the pool holds labelled entities; build it with "
+            "candidate_pool(..., exclude_source=labelled[0], "
+            "exclude_target=labelled[1])"
+        )
     h_s, h_t = pair_embeddings(
         source_emb,
         target_emb,

@@ -5,6 +5,7 @@ from clustered_pairs import LABELLED, PERM, SOURCE, TARGET
 from almea_pyg.select.acquire import ds3_acquire
 from almea_pyg.select.dissimilarity import dissimilarity_matrix, diversity_scores
 from almea_pyg.select.ds3 import ds3
+from almea_pyg.select.pool import candidate_pool
 
 
 def test_selects_confident_representatives_up_to_budget():
@@ -43,6 +44,33 @@ def test_tau_prune_and_exclusion():
     )
     assert bool((excluded.pool.source_index >= 30).all())
     assert not set(LABELLED[0].tolist()) & set(full.pool.source_index.tolist())
+
+
+def test_a_pool_built_once_gives_the_same_selection():
+    pool = candidate_pool(
+        SOURCE,
+        TARGET,
+        exclude_source=torch.cat([LABELLED[0], torch.arange(30)]),
+        exclude_target=LABELLED[1],
+        prune=0.5,
+    )
+    given = ds3_acquire(SOURCE, TARGET, LABELLED, 5, alpha=0.3, pool=pool)
+    built = ds3_acquire(
+        SOURCE,
+        TARGET,
+        LABELLED,
+        5,
+        alpha=0.3,
+        prune=0.5,
+        exclude_source=torch.arange(30),
+    )
+    assert given.pool is pool
+    assert torch.equal(given.pool.source_index, built.pool.source_index)
+    assert torch.equal(given.source_index, built.source_index)
+    assert torch.equal(given.target_index, built.target_index)
+    assert torch.equal(given.result.representatives, built.result.representatives)
+    with pytest.raises(ValueError, match="labelled entities"):
+        ds3_acquire(SOURCE, TARGET, LABELLED, 5, pool=candidate_pool(SOURCE, TARGET))
 
 
 def test_empty_pool_or_budget():
