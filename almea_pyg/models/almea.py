@@ -245,6 +245,8 @@ class ALMEA(nn.Module):
         *,
         node_index: Tensor | None = None,
         graph_values: Sequence[Tensor] | None = None,
+        num_sampled_nodes_per_hop: Sequence[int] | None = None,
+        num_sampled_edges_per_hop: Sequence[int] | None = None,
     ) -> ALMEAOutput:
         r"""Modality and joint embeddings of the given source and target entities.
 
@@ -273,6 +275,10 @@ class ALMEA(nn.Module):
                 (:meth:`graph_layer_outputs`): the subgraph's layers take their
                 values and keep their own gradients (see
                 :class:`~almea_pyg.nn.encoders.StructuralEncoder`).
+            num_sampled_nodes_per_hop (Sequence[int], optional): With
+                ``node_index`` and ``num_sampled_edges_per_hop``, the sample's
+                rows and edges per hop: each GAT layer then runs only on the part
+                the seeds read (the entities asked for must be seeds).
 
         Shapes:
             - **input:** ``x_dict`` :math:`\{m: ((N_s, F^m_s), (N_t, F^m_t))\}`,
@@ -302,9 +308,17 @@ class ALMEA(nn.Module):
             index = torch.cat([source_index, target_index + num_s])
         h = {}
         if self.structure is not None:
-            h[GRAPH] = self.structure(edge_index, node_index, graph_values)
+            h[GRAPH] = self.structure(
+                edge_index,
+                node_index,
+                graph_values,
+                num_sampled_nodes_per_hop=num_sampled_nodes_per_hop,
+                num_sampled_edges_per_hop=num_sampled_edges_per_hop,
+            )
             if node_index is not None:
-                h[GRAPH] = h[GRAPH][_rows_of(node_index, index, num_s + num_t)]
+                # trimmed, the output holds the first rows of node_index only
+                rows = node_index[: h[GRAPH].size(0)]
+                h[GRAPH] = h[GRAPH][_rows_of(rows, index, num_s + num_t)]
             elif index is not None:
                 h[GRAPH] = h[GRAPH][index]
         return self._with_features(

@@ -69,6 +69,9 @@ class StructuralEncoder(nn.Module):
         edge_index: Tensor,
         node_index: Tensor | None = None,
         values: Sequence[Tensor] | None = None,
+        *,
+        num_sampled_nodes_per_hop: Sequence[int] | None = None,
+        num_sampled_edges_per_hop: Sequence[int] | None = None,
     ) -> Tensor:
         r"""The entities' embeddings after the last GAT layer.
 
@@ -84,11 +87,22 @@ class StructuralEncoder(nn.Module):
                 pass is the whole graph's and the backward pass the sample's
                 (VR-GCN's control variate, Chen et al., 2018, with its history
                 computed at the current parameters).
+            num_sampled_nodes_per_hop (Sequence[int], optional): With a sampled
+                subgraph in hop order (:class:`~almea_pyg.train.sampling.
+                SampledSubgraph`), its rows per hop, the seeds first; with
+                ``num_sampled_edges_per_hop``, layer :math:`l` runs only on the
+                rows and edges of the first :math:`L - l` hops, the part the
+                seeds' output reads (PyG's ``trim_to_layer``): the seeds' rows
+                are the same (with dropout, from other masks), the rest of the
+                output is not.
+            num_sampled_edges_per_hop (Sequence[int], optional): Its edges per
+                hop, from hop 1.
 
         Shapes:
             - **input:** ``edge_index`` :math:`(2, E)` or :math:`(2, e)`,
               ``node_index`` :math:`(n,)`, ``values`` :math:`L \times (N, d)`
             - **output:** :math:`(N, d)`, or :math:`(n, d)` with ``node_index``
+              (trimmed: the rows of the first hop, seeds included)
         """
         if values is not None:
             if node_index is None:
@@ -98,8 +112,46 @@ class StructuralEncoder(nn.Module):
                     f"values: one tensor per layer ({self.num_layers}), "
                     f"got {len(values)}"
                 )
+        trim = None
+        if (
+            num_sampled_nodes_per_hop is not None
+            or num_sampled_edges_per_hop is not None
+        ):
+            trim = self._trim_sizes(
+                node_index,
+                edge_index,
+                num_sampled_nodes_per_hop,
+                num_sampled_edges_per_hop,
+            )
         x = self.embedding.weight if node_index is None else self.embedding(node_index)
-        return self._propagate(x, edge_index, node_index, values)[-1]
+        return self._propagate(x, edge_index, node_index, values, trim)[-1]
+
+    def _trim_sizes(
+        self,
+        node_index: Tensor | None,
+        edge_index: Tensor,
+        nodes: Sequence[int] | None,
+        edges: Sequence[int] | None,
+    ) -> list[tuple[int, int]]:
+        """The rows and edges each layer runs on, from a sample's per-hop counts:
+        layer ``l`` the first ``L - l`` hops (all of them at the first layer)."""
+        L = self.num_layers
+        if node_index is None or nodes is None or edges is None:
+            raise ValueError(
+                "trimming needs node_index and both per-hop counts of the sample"
+            )
+        if len(nodes) != L + 1 or len(edges) != L:
+            raise ValueError(
+                f"a {L}-layer GAT trims a {L}-hop sample: {L + 1} node counts and "
+                f"{L} edge counts, got {len(nodes)} and {len(edges)}"
+            )
+        if sum(nodes) != node_index.numel() or sum(edges) != edge_index.size(1):
+            raise ValueError(
+                f"per-hop counts ({sum(nodes)} rows, {sum(edges)} edges) do not "
+                f"add up to the subgraph's ({node_index.numel()}, "
+                f"{edge_index.size(1)})"
+            )
+        return [(sum(nodes[: L - i + 1]), sum(edges[: L - i])) for i in range(L)]
 
     @torch.no_grad()
     def layer_outputs(self, edge_index: Tensor) -> list[Tensor]:
@@ -113,19 +165,24 @@ class StructuralEncoder(nn.Module):
         edge_index: Tensor,
         node_index: Tensor | None = None,
         values: Sequence[Tensor] | None = None,
+        trim: Sequence[tuple[int, int]] | None = None,
     ) -> list[Tensor]:
         """The input after dropout, then every layer's output (after its
         activation and dropout); with ``values``, their values and this pass's
-        gradients. Keeping them all costs no peak memory: each is the next
+        gradients; with ``trim``, layer ``l`` on the first ``trim[l]`` rows and
+        edges only. Keeping them all costs no peak memory: each is the next
         layer's input."""
         x = F.dropout(x, self.dropout, self.training)
         outputs = [x]
         for i, conv in enumerate(self.convs):
+            if trim is not None:
+                rows, edges = trim[i]
+                x, edge_index = x[:rows], edge_index[:, :edges]
             x = conv(x, edge_index)
             if i < self.num_layers - 1:
                 x = F.dropout(F.elu(x), self.dropout, self.training)
             if values is not None:
-                x = values[i][node_index] + (x - x.detach())
+                x = values[i][node_index[: x.size(0)]] + (x - x.detach())
             outputs.append(x)
         return outputs
 

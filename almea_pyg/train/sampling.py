@@ -26,10 +26,18 @@ SamplerBackend = Literal["auto", "pyg", "torch"]
 
 
 class SampledSubgraph(NamedTuple):
-    """A sampled neighbourhood of seed nodes."""
+    """A sampled neighbourhood of seed nodes, in hop order: the rows of the seeds,
+    then of the nodes first reached at hop 1, 2, ...; the edges drawn at hop 1
+    (into the seeds), then at hop 2, ... The per-hop counts let an
+    :math:`L`-layer GNN skip what its later layers cannot use (PyG's
+    ``trim_to_layer``)."""
 
     node_index: Tensor  #: ``(n,)`` graph ids of the rows, the seeds first, distinct
     edge_index: Tensor  #: ``(2, e)`` sampled edges between rows of ``node_index``
+    #: rows per hop, the seeds first (``len(fanouts) + 1`` counts); ``None``: unknown
+    num_sampled_nodes: list[int] | None = None
+    #: edges per hop, from hop 1 (``len(fanouts)`` counts); ``None``: unknown
+    num_sampled_edges: list[int] | None = None
 
 
 def pyg_sampling_available() -> bool:
@@ -86,6 +94,7 @@ def sample_neighbors(
     nodes = seeds.to(device)
     frontier = torch.arange(nodes.numel(), device=device)  # rows to expand
     rows, cols = [], []
+    num_nodes = [nodes.numel()]
     for k in fanouts:
         start = colptr[nodes[frontier]]
         degree = colptr[nodes[frontier] + 1] - start
@@ -114,11 +123,22 @@ def sample_neighbors(
             nodes.numel(), nodes.numel() + new.numel(), device=device
         )
         nodes = torch.cat([nodes, new])
+        num_nodes.append(new.numel())
     if not rows:
         return SampledSubgraph(
-            nodes, torch.empty(2, 0, dtype=torch.long, device=device)
+            nodes, torch.empty(2, 0, dtype=torch.long, device=device), num_nodes, []
         )
-    return SampledSubgraph(nodes, torch.stack([torch.cat(rows), torch.cat(cols)]))
+    return SampledSubgraph(
+        nodes,
+        torch.stack([torch.cat(rows), torch.cat(cols)]),
+        num_nodes,
+        [r.numel() for r in rows],
+    )
+
+
+def _counts(counts: Sequence[int] | Tensor | None) -> list[int] | None:
+    """PyG's per-hop counts (a list or a tensor, or ``None``) as a list."""
+    return None if counts is None else [int(c) for c in counts]
 
 
 def _floyd(degree: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
@@ -214,14 +234,20 @@ class NeighborSampling:
             out = sample_neighbors(
                 self.colptr, self.row, seeds, self.fanouts, generator=generator
             )
-            return SampledSubgraph(
-                out.node_index.to(seeds.device), out.edge_index.to(seeds.device)
+            return out._replace(
+                node_index=out.node_index.to(seeds.device),
+                edge_index=out.edge_index.to(seeds.device),
             )
         from torch_geometric.sampler import NodeSamplerInput
 
         out = self._pyg.sample_from_nodes(NodeSamplerInput(None, seeds.cpu()))
         edge_index = torch.stack([out.row, out.col]).to(seeds.device)
-        return SampledSubgraph(out.node.to(seeds.device), edge_index)
+        return SampledSubgraph(
+            out.node.to(seeds.device),
+            edge_index,
+            _counts(out.num_sampled_nodes),
+            _counts(out.num_sampled_edges),
+        )
 
     def __repr__(self) -> str:
         return (

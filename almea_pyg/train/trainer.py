@@ -69,7 +69,9 @@ class Trainer:
     neighbourhood instead (:class:`~almea_pyg.train.sampling.NeighborSampling`
     from the batch's source and target entities, one hop per fan-out, drawn from
     the trainer's seeded generator): the model gets the subgraph's
-    ``edge_index`` and its node ids as ``node_index``, the feature encoders and
+    ``edge_index``, its node ids as ``node_index`` and its rows and edges per
+    hop (each GAT layer runs only on the hops the seeds read), the feature
+    encoders and
     the losses (in-batch InfoNCE, LSL/LSC) see the batch's rows as in a
     full-graph step, and the step's activations scale with the batch and
     fan-outs, not with the graph (parameters, their gradients and Adam's state
@@ -108,8 +110,10 @@ class Trainer:
         progress (bool): Show a progress bar. (default: ``True``)
         fanouts (Sequence[int], optional): Mini-batch training: neighbours
             sampled per node at each hop, one hop per GAT layer (``-1``: all); the
-            model's ``forward`` must take ``node_index``. (default: ``None``,
-            full-graph steps)
+            model's ``forward`` must take ``node_index``,
+            ``num_sampled_nodes_per_hop`` and ``num_sampled_edges_per_hop``
+            (``None`` where the sampler does not count hops). (default:
+            ``None``, full-graph steps)
         full_forward (bool): With ``fanouts``, each step first runs the GAT on
             the whole graph without gradients; the sampled neighbourhood's layers
             take those values and keep their own gradients, so the loss is the
@@ -286,6 +290,8 @@ class Trainer:
             batch[0],
             batch[1],
             node_index=sub.node_index,
+            num_sampled_nodes_per_hop=sub.num_sampled_nodes,
+            num_sampled_edges_per_hop=sub.num_sampled_edges,
             **values,
         )
 

@@ -73,6 +73,17 @@ def check_contract(sub, seeds, edge_index, num_nodes, fanouts):
     k = torch.tensor(fanouts + [0])[dist]
     expected = torch.where(k < 0, degree, torch.minimum(degree, k.clamp(min=0)))
     assert torch.equal(drawn, expected)
+    # Hop order: the rows of hop h after those of hop h - 1, the edges drawn at
+    # hop h (into rows of hop h - 1) after those of hop h - 1.
+    nodes, edges = sub.num_sampled_nodes, sub.num_sampled_edges
+    assert len(nodes) == depth + 1 and len(edges) == depth
+    assert nodes[0] == seeds.numel()
+    assert sum(nodes) == node.numel() and sum(edges) == sampled.size(1)
+    row_hop = torch.repeat_interleave(torch.arange(depth + 1), torch.tensor(nodes))
+    assert torch.equal(row_hop, dist)
+    edge_hop = torch.repeat_interleave(torch.arange(1, depth + 1), torch.tensor(edges))
+    assert torch.equal(row_hop[sampled[1]], edge_hop - 1)
+    assert (row_hop[sampled[0]] <= edge_hop).all()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -174,10 +185,12 @@ def test_fallback_agrees_with_neighbor_loader(inputs, pair):
     )
 
 
+@pytest.mark.parametrize("trim", [False, True])
 @pytest.mark.parametrize("exact", ["all", "max_degree"])
-def test_subgraph_forward_equals_full_graph(model, inputs, pair, exact):
+def test_subgraph_forward_equals_full_graph(model, inputs, pair, exact, trim):
     """With every neighbour sampled, the GAT's seed rows, the joint embeddings,
-    the losses and every gradient equal the full-graph step's."""
+    the losses and every gradient equal the full-graph step's, with each layer
+    on the whole sample or trimmed to the hops the seeds read."""
     degree = torch.bincount(inputs.edge_index[1]).max().item()
     fanouts = [-1, -1] if exact == "all" else [degree, degree]
     batch = pair.train_links[:, :24]
@@ -198,7 +211,15 @@ def test_subgraph_forward_equals_full_graph(model, inputs, pair, exact):
         return out, losses, grads
 
     full, full_losses, full_grads = step(inputs.edge_index)
-    mini, mini_losses, mini_grads = step(sub.edge_index, node_index=sub.node_index)
+    hops = {}
+    if trim:
+        hops = dict(
+            num_sampled_nodes_per_hop=sub.num_sampled_nodes,
+            num_sampled_edges_per_hop=sub.num_sampled_edges,
+        )
+    mini, mini_losses, mini_grads = step(
+        sub.edge_index, node_index=sub.node_index, **hops
+    )
     tol = {"atol": 1e-6, "rtol": 1e-5}
     torch.testing.assert_close(mini.h["graph"], full.h["graph"], **tol)
     torch.testing.assert_close(mini.joint, full.joint, **tol)
@@ -206,6 +227,66 @@ def test_subgraph_forward_equals_full_graph(model, inputs, pair, exact):
         torch.testing.assert_close(mini_losses[key], value, **tol)
     for key, grad in full_grads.items():  # summed in another order
         torch.testing.assert_close(mini_grads[key], grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("full_forward", [False, True])
+def test_trimmed_layers_give_the_seeds_the_same_output_and_gradients(
+    model, inputs, pair, full_forward
+):
+    """On a sparse sample, running layer l on the first L - l hops only changes
+    nothing the seeds' output or any gradient depends on; it shrinks the last
+    layer's rows to the seeds and their first hop."""
+    sub = NeighborSampling(inputs.edge_index, inputs.num_entities, [3, 2])(
+        batch_seeds(inputs, pair.train_links[:, :8]), torch.Generator().manual_seed(0)
+    )
+    encoder = model.structure
+    values = encoder.layer_outputs(inputs.edge_index) if full_forward else None
+    num_seeds = sub.num_sampled_nodes[0]
+
+    def run(**hops):
+        encoder.zero_grad()
+        out = encoder(sub.edge_index, sub.node_index, values, **hops)
+        out[:num_seeds].square().sum().backward()
+        return out, [p.grad.clone() for p in encoder.parameters()]
+
+    whole, whole_grads = run()
+    trimmed, trimmed_grads = run(
+        num_sampled_nodes_per_hop=sub.num_sampled_nodes,
+        num_sampled_edges_per_hop=sub.num_sampled_edges,
+    )
+    assert whole.size(0) == sub.node_index.numel()
+    assert trimmed.size(0) == sum(sub.num_sampled_nodes[:2]) < whole.size(0)
+    torch.testing.assert_close(trimmed[:num_seeds], whole[:num_seeds])
+    for grad, expected in zip(trimmed_grads, whole_grads):
+        torch.testing.assert_close(grad, expected)
+    # The first hop's rows lost their own incoming edges at the last layer (with
+    # values, every row's forward value is the whole graph's either way).
+    first_hop = trimmed[num_seeds:], whole[num_seeds : trimmed.size(0)]
+    assert torch.allclose(*first_hop) == full_forward
+
+
+def test_trimming_needs_consistent_counts(model, inputs, pair):
+    sub = NeighborSampling(inputs.edge_index, inputs.num_entities, [3, 2])(
+        batch_seeds(inputs, pair.train_links[:, :8]), torch.Generator().manual_seed(0)
+    )
+    encoder = model.structure
+    nodes, edges = sub.num_sampled_nodes, sub.num_sampled_edges
+    with pytest.raises(ValueError, match="node_index and both"):
+        encoder(sub.edge_index, num_sampled_nodes_per_hop=nodes)
+    with pytest.raises(ValueError, match="3 node counts and 2 edge counts"):
+        encoder(
+            sub.edge_index,
+            sub.node_index,
+            num_sampled_nodes_per_hop=nodes[:2],
+            num_sampled_edges_per_hop=edges,
+        )
+    with pytest.raises(ValueError, match="do not add up"):
+        encoder(
+            sub.edge_index,
+            sub.node_index,
+            num_sampled_nodes_per_hop=[nodes[0], nodes[1] - 1, nodes[2]],
+            num_sampled_edges_per_hop=edges,
+        )
 
 
 def test_forward_refuses_a_subgraph_without_the_batch(model, inputs, pair):
