@@ -279,6 +279,8 @@ class ALMEA(nn.Module):
                 ``node_index`` and ``num_sampled_edges_per_hop``, the sample's
                 rows and edges per hop: each GAT layer then runs only on the part
                 the seeds read (the entities asked for must be seeds).
+            num_sampled_edges_per_hop (Sequence[int], optional): The sample's
+                edges per hop, from hop 1.
 
         Shapes:
             - **input:** ``x_dict`` :math:`\{m: ((N_s, F^m_s), (N_t, F^m_t))\}`,
