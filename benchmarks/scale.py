@@ -197,7 +197,8 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
     split: dict[str, float] = {}
 
     def select() -> DS3Acquisition:
-        # the stage's two parts, timed apart (wall and CPU seconds)
+        # the stage's two parts, timed apart (wall and CPU seconds); not with
+        # measure(), whose reset of the peak RSS would hide the stage's peak
         start, cpu_start = time.perf_counter(), time.process_time()
         pool = candidate_pool(
             emb_s,
@@ -220,8 +221,8 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
         return picked
 
     picked = run("selection", select)
-    result["selection"].update(split)
     result["selection"].update(
+        split,
         budget=budget,
         pool=len(picked.pool),
         selected=int(picked.source_index.numel()),
