@@ -408,7 +408,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="keep the sizes --out already holds (run only the others)",
     )
-    parser.add_argument("--plot", type=Path, default=PLOT)
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        help="the log-log plot (default: docs/scale_cost.png for the default "
+        "--out, else beside --out with the suffix .png)",
+    )
     parser.add_argument("--worker", type=int, help=SUPPRESS)
     parser.add_argument("--partial", type=Path, help=SUPPRESS)
     return parser.parse_args(argv)
@@ -452,6 +457,8 @@ def run_size(args: argparse.Namespace, n: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.plot is None:  # a run written elsewhere leaves the docs' figure alone
+        args.plot = PLOT if args.out == RESULTS else args.out.with_suffix(".png")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -486,8 +493,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         logging.info("n=%d done: %s", n, run.get("failed", "ok"))
-    if args.plot is not None:
-        plot(runs, args.plot)
+    plot(runs, args.plot)
     return report
 
 

@@ -91,6 +91,18 @@ def test_keep_reuses_the_sizes_done(bench, monkeypatch, tmp_path):
     assert children == [800, 400]  # pruned otherwise: runs again
 
 
+def test_the_plot_goes_beside_an_out_elsewhere(bench, monkeypatch, tmp_path):
+    out = tmp_path / "scale.json"
+    stage = {"seconds": 1.0, "peak_rss_mib": 100.0}
+    done = {"n": 400, **{name: stage for name in bench.STAGES}}
+    done["train"] = {**stage, "seconds_per_epoch": 1.0}
+    out.write_text(json.dumps({"sizes": [done]}))
+    monkeypatch.setattr(bench, "PLOT", tmp_path / "docs.png")
+    bench.main(["--sizes", "400", "--keep", "--out", str(out)])
+    assert (tmp_path / "scale.png").stat().st_size > 0
+    assert not (tmp_path / "docs.png").exists()
+
+
 def test_a_failed_size_keeps_the_stages_it_finished(bench, monkeypatch, tmp_path):
     def no_selection(*args, **kwargs):
         raise MemoryError("killed in selection")
