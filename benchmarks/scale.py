@@ -98,6 +98,19 @@ def stage(
     return out
 
 
+def subgraph_sizes(trainer: Trainer, batch_size: int, batches: int = 3) -> dict:
+    """Mean nodes and edges of the sampled subgraphs of the first ``batches``
+    batches of seed links (draws seeded 0): what a step's cost grows with."""
+    links = trainer.train_links[:, : batches * batch_size].split(batch_size, dim=1)
+    generator = torch.Generator().manual_seed(0)
+    subs = [trainer.sample(batch, generator) for batch in links]
+    return {
+        "batches": len(subs),
+        "nodes": statistics.mean(sub.node_index.numel() for sub in subs),
+        "edges": statistics.mean(sub.edge_index.size(1) for sub in subs),
+    }
+
+
 def search_options(args: argparse.Namespace) -> dict[str, Any]:
     """The top-k search of evaluation and selection: exact, or a faiss index."""
     if args.search == "exact":
@@ -141,6 +154,8 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     config = ExperimentConfig(seed=args.seed, progress=False)
 
+    subgraph: dict[str, float] = {}
+
     def train() -> tuple[ALMEA, PairInputs, Tensor, list[dict[str, Any]]]:
         trainer = Trainer(
             build_model(config, pair),
@@ -154,6 +169,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
             full_forward_every=args.full_forward_every,
         )
         trainer.fit(args.epochs)
+        subgraph.update(subgraph_sizes(trainer, args.batch_size))
         # the optimiser's state (two copies of the parameters) goes with the
         # trainer: the later stages need the model, its inputs and the seeds
         return trainer.model, trainer.inputs, trainer.train_links, trainer.history
@@ -164,6 +180,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
     model, inputs, train_links, history = run("train", train)
     epochs = [row["seconds"] for row in history]
     result["train"]["seconds_per_epoch"] = statistics.median(epochs)
+    result["train"]["subgraph"] = subgraph
     test = pair.test_links
     result["sizes"] = {
         "entities": list(pair.num_entities),
@@ -333,7 +350,8 @@ def protocol(args: argparse.Namespace, load: list[float]) -> dict[str, Any]:
         "train": f"build_model defaults (ALMEA, dim 300), {args.epochs} epoch(s), "
         f"batch {args.batch_size} seed links, fan-outs {args.fanouts}"
         f"{full_forward_text(args)}; the stage "
-        "includes building the model and the trainer",
+        "includes building the model and the trainer; subgraph: mean nodes and "
+        "edges of the first three batches' sampled subgraphs (draws seeded 0)",
         "embed": "model.embed of every entity (batched after the GAT)",
         "evaluation": f"CSLS, left to right, the first {args.eval_links} test "
         f"links ranked among all test targets, search: {search_name(args)}",

@@ -46,6 +46,10 @@ def test_tiny_run(bench, monkeypatch, tmp_path):
             assert run[name]["seconds"] > 0 and run[name]["peak_rss_mib"] > 0
             assert run[name]["cpu_seconds"] > 0
         assert run["train"]["seconds_per_epoch"] > 0
+        subgraph = run["train"]["subgraph"]  # batches of 100 links, fan-outs 5, 5
+        assert subgraph["batches"] == min(3, -(-run["sizes"]["train_links"] // 100))
+        assert 100 < subgraph["nodes"] <= 2 * 100 * (1 + 5 + 25)
+        assert 0 < subgraph["edges"] <= 2 * 100 * (5 + 25)
         assert 0 <= run["evaluation"]["metrics"]["mrr"] <= 100
         assert run["selection"]["selected"] <= run["selection"]["budget"]
         assert run["selection"]["pool"] > 20  # split into blocks of 20
