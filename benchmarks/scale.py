@@ -98,7 +98,9 @@ def stage(
     return out
 
 
-def subgraph_sizes(trainer: Trainer, batch_size: int, batches: int = 3) -> dict:
+def subgraph_sizes(
+    trainer: Trainer, batch_size: int, batches: int = 3
+) -> dict[str, float]:
     """Mean nodes and edges of the sampled subgraphs of the first ``batches``
     batches of seed links (draws seeded 0): what a step's cost grows with."""
     links = trainer.train_links[:, : batches * batch_size].split(batch_size, dim=1)

@@ -67,11 +67,17 @@ def test_tiny_run(bench, monkeypatch, tmp_path):
     assert plot.stat().st_size > 0
 
 
+def _done_size(bench, n):
+    """A size's record as a finished run leaves it, every stage at 1 s."""
+    stage = {"seconds": 1.0, "peak_rss_mib": 100.0}
+    done = {"n": n, **{name: stage for name in bench.STAGES}}
+    done["train"] = {**stage, "seconds_per_epoch": 1.0}
+    return done
+
+
 def test_keep_reuses_the_sizes_done(bench, monkeypatch, tmp_path):
     out = tmp_path / "scale.json"
-    stage = {"seconds": 1.0, "peak_rss_mib": 100.0}
-    done = {"n": 400, **{name: stage for name in bench.STAGES}}
-    done["train"] = {**stage, "seconds_per_epoch": 1.0}
+    done = _done_size(bench, 400)
     out.write_text(json.dumps({"sizes": [done, {"n": 800, "failed": "killed"}]}))
     children = []
 
@@ -97,9 +103,7 @@ def test_keep_reuses_the_sizes_done(bench, monkeypatch, tmp_path):
 
 def test_the_plot_goes_beside_an_out_elsewhere(bench, monkeypatch, tmp_path):
     out = tmp_path / "scale.json"
-    stage = {"seconds": 1.0, "peak_rss_mib": 100.0}
-    done = {"n": 400, **{name: stage for name in bench.STAGES}}
-    done["train"] = {**stage, "seconds_per_epoch": 1.0}
+    done = _done_size(bench, 400)
     out.write_text(json.dumps({"sizes": [done]}))
     monkeypatch.setattr(bench, "PLOT", tmp_path / "docs.png")
     bench.main(["--sizes", "400", "--keep", "--out", str(out)])
