@@ -15,7 +15,7 @@ from almea_pyg.models.imputation import impute_modalities
 from almea_pyg.models.inputs import PairInputs
 from almea_pyg.models.loss import ALMEALoss
 from almea_pyg.nn.conv import CSRGATConv
-from almea_pyg.nn.encoders import FeatureEncoder, StructuralEncoder
+from almea_pyg.nn.encoders import FeatureEncoder, GraphValues, StructuralEncoder
 from almea_pyg.nn.fusion import FusionMode, ModalityFusion
 from almea_pyg.nn.imputer import LinearImputer
 from almea_pyg.nn.losses import UncertaintyWeighting
@@ -244,7 +244,7 @@ class ALMEA(nn.Module):
         target_index: Tensor | None = None,
         *,
         node_index: Tensor | None = None,
-        graph_values: Sequence[Tensor] | None = None,
+        graph_values: GraphValues | None = None,
         num_sampled_nodes_per_hop: Sequence[int] | None = None,
         num_sampled_edges_per_hop: Sequence[int] | None = None,
     ) -> ALMEAOutput:
@@ -270,10 +270,11 @@ class ALMEA(nn.Module):
             node_index (torch.Tensor, optional): Shared-space ids of the nodes of
                 ``edge_index`` when it is a subgraph; it must hold every entity
                 asked for (default: ``edge_index`` is the whole graph).
-            graph_values (Sequence[torch.Tensor], optional): With ``node_index``,
-                the GAT's layer outputs on the whole graph
-                (:meth:`graph_layer_outputs`): the subgraph's layers take their
-                values and keep their own gradients (see
+            graph_values (GraphValues, optional): With ``node_index``, the
+                GAT's values on the whole graph (:meth:`graph_hidden_values`,
+                :meth:`graph_output_values`): the subgraph's layers take them
+                and keep their own gradients, so the seeds' graph embeddings
+                are the whole graph's (see
                 :class:`~almea_pyg.nn.encoders.StructuralEncoder`).
             num_sampled_nodes_per_hop (Sequence[int], optional): With
                 ``node_index`` and ``num_sampled_edges_per_hop``, the sample's
@@ -424,13 +425,31 @@ class ALMEA(nn.Module):
             (out.h, out.present) for _, out in self._outputs(inputs, batch_size, graph)
         )
 
-    def graph_layer_outputs(self, edge_index: Tensor) -> list[Tensor]:
-        """Each GAT layer's output on the whole graph ``edge_index``, without
-        gradients (the ``graph_values`` of :meth:`forward`; ``[]`` without the
-        graph modality)."""
+    def graph_hidden_values(self, edge_index: Tensor) -> list[Tensor]:
+        """The GAT's hidden layers' outputs on the whole graph ``edge_index``,
+        without gradients (``graph_values.hidden`` of :meth:`forward`; ``[]``
+        without the graph modality)."""
         if self.structure is None:
             return []
-        return self.structure.layer_outputs(edge_index)
+        return self.structure.hidden_values(edge_index)
+
+    def graph_values(
+        self,
+        hidden: Sequence[Tensor],
+        edge_index: Tensor,
+        node_index: Tensor,
+        num_seeds: int,
+    ) -> GraphValues | None:
+        """The ``graph_values`` of :meth:`forward` for a subgraph whose first
+        ``num_seeds`` rows are its seeds: the hidden layers' ``hidden``
+        (:meth:`graph_hidden_values`) and the last layer's output at the seeds,
+        computed over ``edge_index`` on ``node_index``, which must hold every
+        incoming edge of theirs (a one-hop sample with fan-out ``-1``; ``None``
+        without the graph modality)."""
+        if self.structure is None:
+            return None
+        output = self.structure.output_values(hidden, edge_index, node_index, num_seeds)
+        return GraphValues(hidden, output)
 
     def _graph(self, inputs: PairInputs) -> Tensor | None:
         """The GAT's embedding of every entity (``None`` without the graph)."""

@@ -1,7 +1,7 @@
 """Reusable modules: encoders, fusion, LSL, LSC, imputation and the losses."""
 
 from almea_pyg.nn.conv import CSRGATConv
-from almea_pyg.nn.encoders import FeatureEncoder, StructuralEncoder
+from almea_pyg.nn.encoders import FeatureEncoder, GraphValues, StructuralEncoder
 from almea_pyg.nn.fusion import ModalityFusion
 from almea_pyg.nn.imputer import LinearImputer
 from almea_pyg.nn.losses import (
@@ -19,6 +19,7 @@ from almea_pyg.nn.lsl import LatentSemanticLearning, LSLOutput, ModalityVAE
 __all__ = [
     "CSRGATConv",
     "FeatureEncoder",
+    "GraphValues",
     "LSLOutput",
     "LinearImputer",
     "LatentSemanticCalibration",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,26 @@ from torch import Tensor, nn
 from torch_geometric.nn import GATConv
 
 from almea_pyg.nn.conv import CSRGATConv
+
+
+class GraphValues(NamedTuple):
+    r"""Forward values for the GAT layers of a sampled subgraph (mini-batch
+    training with whole-graph values): its forward pass takes them, its
+    gradients stay the sample's.
+
+    Only the hidden layers' values are kept for the whole graph: the seeds'
+    output reads the last layer at the seeds alone, so its values are computed
+    there, step by step (as GNNAutoScale keeps histories of the hidden layers
+    only). At a million entities per side that is an :math:`N \times d` tensor
+    (2 GiB) fewer.
+    """
+
+    #: ``L - 1`` tensors :math:`(N, d)`: the hidden layers' outputs on the whole
+    #: graph, rows by entity id (:meth:`StructuralEncoder.hidden_values`)
+    hidden: Sequence[Tensor]
+    #: :math:`(S, d)`: the last layer's output at the subgraph's first ``S`` rows,
+    #: its seeds (:meth:`StructuralEncoder.output_values`)
+    output: Tensor
 
 
 class StructuralEncoder(nn.Module):
@@ -68,7 +89,7 @@ class StructuralEncoder(nn.Module):
         self,
         edge_index: Tensor,
         node_index: Tensor | None = None,
-        values: Sequence[Tensor] | None = None,
+        values: GraphValues | None = None,
         *,
         num_sampled_nodes_per_hop: Sequence[int] | None = None,
         num_sampled_edges_per_hop: Sequence[int] | None = None,
@@ -80,13 +101,15 @@ class StructuralEncoder(nn.Module):
                 ``r`` is entity ``node_index[r]`` (mini-batch training).
             node_index (torch.Tensor, optional): The entities of a subgraph's
                 rows (default: ``edge_index`` spans every entity).
-            values (Sequence[torch.Tensor], optional): With ``node_index``, every
-                layer's output on the whole graph (:meth:`layer_outputs`, taken
-                without gradients): each layer's output on the subgraph then
-                takes these values and keeps its own gradient, so the forward
-                pass is the whole graph's and the backward pass the sample's
-                (VR-GCN's control variate, Chen et al., 2018, with its history
-                computed at the current parameters).
+            values (GraphValues, optional): With ``node_index``, the whole
+                graph's forward values, taken without gradients: each hidden
+                layer's output on the subgraph takes ``values.hidden`` and the
+                last layer's, at the first rows (the seeds), ``values.output``,
+                each keeping its own gradient, so the seeds' output is the
+                whole graph's and the backward pass the sample's (VR-GCN's
+                control variate, Chen et al., 2018, with its history computed
+                at the current parameters). The last layer's other rows keep
+                the subgraph's values.
             num_sampled_nodes_per_hop (Sequence[int], optional): With a sampled
                 subgraph in hop order (:class:`~almea_pyg.train.sampling.
                 SampledSubgraph`), its rows per hop, the seeds first; with
@@ -100,17 +123,23 @@ class StructuralEncoder(nn.Module):
 
         Shapes:
             - **input:** ``edge_index`` :math:`(2, E)` or :math:`(2, e)`,
-              ``node_index`` :math:`(n,)`, ``values`` :math:`L \times (N, d)`
+              ``node_index`` :math:`(n,)`, ``values``: ``hidden``
+              :math:`(L - 1) \times (N, d)`, ``output`` :math:`(S, d)`
             - **output:** :math:`(N, d)`, or :math:`(n, d)` with ``node_index``
               (trimmed: the rows of the first hop, seeds included)
         """
         if values is not None:
             if node_index is None:
                 raise ValueError("values replace a subgraph's: give node_index")
-            if len(values) != self.num_layers:
+            if len(values.hidden) != self.num_layers - 1:
                 raise ValueError(
-                    f"values: one tensor per layer ({self.num_layers}), "
-                    f"got {len(values)}"
+                    f"values: one tensor per hidden layer ({self.num_layers - 1}), "
+                    f"got {len(values.hidden)}"
+                )
+            if values.output.size(0) > node_index.numel():
+                raise ValueError(
+                    f"values: output rows ({values.output.size(0)}) exceed the "
+                    f"subgraph's ({node_index.numel()})"
                 )
         trim = None
         if (
@@ -124,7 +153,7 @@ class StructuralEncoder(nn.Module):
                 num_sampled_edges_per_hop,
             )
         x = self.embedding.weight if node_index is None else self.embedding(node_index)
-        return self._propagate(x, edge_index, node_index, values, trim)[-1]
+        return self._propagate(x, edge_index, node_index, values, trim)
 
     def _trim_sizes(
         self,
@@ -154,37 +183,73 @@ class StructuralEncoder(nn.Module):
         return [(sum(nodes[: L - i + 1]), sum(edges[: L - i])) for i in range(L)]
 
     @torch.no_grad()
-    def layer_outputs(self, edge_index: Tensor) -> list[Tensor]:
-        """Every layer's output on the whole graph ``edge_index``, without
-        gradients: the ``values`` of :meth:`forward` (``L`` tensors ``(N, d)``)."""
-        return self._propagate(self.embedding.weight, edge_index)[1:]
+    def hidden_values(self, edge_index: Tensor) -> list[Tensor]:
+        """The hidden layers' outputs on the whole graph ``edge_index``, without
+        gradients: :attr:`GraphValues.hidden` (``L - 1`` tensors ``(N, d)``)."""
+        x = F.dropout(self.embedding.weight, self.dropout, self.training)
+        outputs = []
+        for i in range(self.num_layers - 1):
+            x = self._layer(i, x, edge_index)
+            outputs.append(x)
+        return outputs
+
+    @torch.no_grad()
+    def output_values(
+        self,
+        hidden: Sequence[Tensor],
+        edge_index: Tensor,
+        node_index: Tensor,
+        num_seeds: int,
+    ) -> Tensor:
+        r"""The last layer's output at ``num_seeds`` seeds, without gradients:
+        :attr:`GraphValues.output`. It runs on a subgraph whose first rows are
+        the seeds and whose edges are every incoming edge of theirs (e.g.
+        :class:`~almea_pyg.train.sampling.NeighborSampling` with fan-out
+        ``[-1]``), the other rows taking the last hidden layer's values
+        ``hidden[-1]`` (the input embedding for a one-layer GAT).
+
+        Shapes:
+            ``hidden`` :math:`(L - 1) \times (N, d)`, ``edge_index``
+            :math:`(2, e)`, ``node_index`` :math:`(n,)` -> :math:`(S, d)`
+        """
+        if hidden:
+            x = hidden[-1][node_index]
+        else:
+            x = F.dropout(self.embedding(node_index), self.dropout, self.training)
+        return self._layer(self.num_layers - 1, x, edge_index)[:num_seeds]
 
     def _propagate(
         self,
         x: Tensor,
         edge_index: Tensor,
         node_index: Tensor | None = None,
-        values: Sequence[Tensor] | None = None,
+        values: GraphValues | None = None,
         trim: Sequence[tuple[int, int]] | None = None,
-    ) -> list[Tensor]:
-        """The input after dropout, then every layer's output (after its
-        activation and dropout); with ``values``, their values and this pass's
-        gradients; with ``trim``, layer ``l`` on the first ``trim[l]`` rows and
-        edges only. Keeping them all costs no peak memory: each is the next
-        layer's input."""
+    ) -> Tensor:
+        """The last layer's output from the input ``x`` (dropout, then every
+        layer); with ``values``, their values and this pass's gradients; with
+        ``trim``, layer ``l`` on the first ``trim[l]`` rows and edges only."""
         x = F.dropout(x, self.dropout, self.training)
-        outputs = [x]
-        for i, conv in enumerate(self.convs):
+        for i in range(self.num_layers):
             if trim is not None:
                 rows, edges = trim[i]
                 x, edge_index = x[:rows], edge_index[:, :edges]
-            x = conv(x, edge_index)
-            if i < self.num_layers - 1:
-                x = F.dropout(F.elu(x), self.dropout, self.training)
-            if values is not None:
-                x = values[i][node_index[: x.size(0)]] + (x - x.detach())
-            outputs.append(x)
-        return outputs
+            x = self._layer(i, x, edge_index)
+            if values is not None and i < self.num_layers - 1:
+                x = values.hidden[i][node_index[: x.size(0)]] + (x - x.detach())
+            elif values is not None:
+                seeds = values.output.size(0)
+                x = torch.cat(
+                    [values.output + (x[:seeds] - x[:seeds].detach()), x[seeds:]]
+                )
+        return x
+
+    def _layer(self, i: int, x: Tensor, edge_index: Tensor) -> Tensor:
+        """GAT layer ``i``, with the activation and dropout of a hidden layer."""
+        x = self.convs[i](x, edge_index)
+        if i < self.num_layers - 1:
+            x = F.dropout(F.elu(x), self.dropout, self.training)
+        return x
 
     def __repr__(self) -> str:
         return (

@@ -205,10 +205,10 @@ class DistributedTrainer(Trainer):
         super().__init__(model, pair, **kwargs)
 
     def _backward(self, batch: Tensor, step: int) -> dict[str, Tensor]:
+        self.optimizer.zero_grad(set_to_none=True)
         out = self._forward(batch)
         pairs = shard(batch.size(1), self.rank, self.world_size, batch.device)
         losses = self.model.loss(out, pairs)
-        self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         all_reduce_gradients(self.model.parameters())
         losses = all_reduce_losses(losses)

@@ -114,17 +114,20 @@ class Trainer:
             ``num_sampled_nodes_per_hop`` and ``num_sampled_edges_per_hop``
             (``None`` where the sampler does not count hops). (default:
             ``None``, full-graph steps)
-        full_forward (bool): With ``fanouts``, each step first runs the GAT on
-            the whole graph without gradients; the sampled neighbourhood's layers
-            take those values and keep their own gradients, so the loss is the
-            whole graph's and only the backward pass is sampled (the model must
-            have ``graph_layer_outputs`` and take ``graph_values``). It costs a
-            forward pass over the whole graph per step, without its activations.
-            (default: ``False``)
+        full_forward (bool): With ``fanouts``, each step first runs the GAT's
+            hidden layers on the whole graph without gradients, and its last
+            layer at the batch's entities over their every incoming edge; the
+            sampled neighbourhood's layers take those values and keep their own
+            gradients, so the loss is the whole graph's and only the backward
+            pass is sampled (the model must have ``graph_hidden_values`` and
+            ``graph_values`` and take ``graph_values``). It costs a forward pass
+            over the whole graph per step, without its activations. (default:
+            ``False``)
         full_forward_every (int): With ``full_forward``, run the whole-graph
             pass at an epoch's first step and every this many steps after; the
-            steps between reuse its values (a history, as in GNNAutoScale, Fey
-            et al., 2021), so the loss is the whole graph's at parameters up to
+            steps between reuse its hidden layers' values (a history, as in
+            GNNAutoScale, Fey et al., 2021) and compute the last layer's from
+            them, so the loss is the whole graph's with hidden layers up to
             ``full_forward_every - 1`` steps old, and the pass costs once per
             that many steps. (default: ``1``, every step)
     """
@@ -188,6 +191,13 @@ class Trainer:
         self.sampler = (
             NeighborSampling(self.inputs.edge_index, self.inputs.num_entities, fanouts)
             if fanouts is not None
+            else None
+        )
+        # the batch's entities with every incoming edge, for the last layer's
+        # values (full_forward)
+        self._seed_edges = (
+            NeighborSampling(self.inputs.edge_index, self.inputs.num_entities, [-1])
+            if full_forward
             else None
         )
         self.train_links = pair.train_links.clone()
@@ -264,10 +274,12 @@ class Trainer:
 
     def _backward(self, batch: Tensor, step: int) -> dict[str, Tensor]:
         """The losses of one batch of seed links ``(2, B)``, with the gradients of
-        the total in ``.grad`` (what a distributed trainer splits over processes)."""
+        the total in ``.grad`` (what a distributed trainer splits over processes).
+        The last step's gradients (a copy of the parameters) are dropped before
+        the forward pass, not after it, so that they do not add to its peak."""
+        self.optimizer.zero_grad(set_to_none=True)
         losses = self.model.loss(self._forward(batch))
         self._check_finite("loss", losses["loss"], step)
-        self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         return losses
 
@@ -282,7 +294,14 @@ class Trainer:
         sub = self.sample(batch)
         values = {}
         if self.full_forward:
-            values["graph_values"] = self._whole_graph_values()
+            seeds = self._seeds(batch)  # the first rows of sub
+            edges = self._seed_edges(seeds)
+            values["graph_values"] = self.model.graph_values(
+                self._whole_graph_values(),
+                edges.edge_index,
+                edges.node_index,
+                seeds.numel(),
+            )
         return self.model(
             inputs.features,
             sub.edge_index,
@@ -303,17 +322,23 @@ class Trainer:
         (draws from ``generator``, default the trainer's own)."""
         if self.sampler is None:
             raise ValueError("no sampler: the trainer takes full-graph steps")
-        seeds = torch.cat([batch[0], batch[1] + self.inputs.num_source]).unique()
-        return self.sampler(seeds, self.generator if generator is None else generator)
+        return self.sampler(
+            self._seeds(batch), self.generator if generator is None else generator
+        )
+
+    def _seeds(self, batch: Tensor) -> Tensor:
+        """The distinct source and target entities of seed links ``(2, B)``, in
+        the union graph's ids."""
+        return torch.cat([batch[0], batch[1] + self.inputs.num_source]).unique()
 
     def _whole_graph_values(self) -> list[Tensor]:
-        """The GAT's layer outputs on the whole graph, run again once they are
-        :attr:`full_forward_every` steps old (or none are kept)."""
+        """The GAT's hidden layers' outputs on the whole graph, run again once
+        they are :attr:`full_forward_every` steps old (or none are kept)."""
         if (
             self._graph_values is None
             or self._graph_values_age >= self.full_forward_every
         ):
-            self._graph_values = self.model.graph_layer_outputs(self.inputs.edge_index)
+            self._graph_values = self.model.graph_hidden_values(self.inputs.edge_index)
             self._graph_values_age = 0
         self._graph_values_age += 1
         return self._graph_values

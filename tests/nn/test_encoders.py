@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch_geometric.nn import GATConv
 
-from almea_pyg.nn.encoders import FeatureEncoder, StructuralEncoder
+from almea_pyg.nn.encoders import FeatureEncoder, GraphValues, StructuralEncoder
 
 # Messages flow source -> target: node 0 hears 1, which hears 2 (so 2 is two hops
 # from 0); 0 -> 4 reaches 4 only; node 3 is isolated.
@@ -86,20 +86,41 @@ def test_structural_reset_parameters() -> None:
     assert not torch.equal(encoder.embedding.weight, before)
 
 
+def _values(encoder: StructuralEncoder, seeds: torch.Tensor) -> GraphValues:
+    """The whole graph's values for a subgraph whose first rows are ``seeds``."""
+    hidden = encoder.hidden_values(EDGE_INDEX)
+    every = torch.arange(NUM_NODES)
+    output = encoder.output_values(hidden, EDGE_INDEX, every, NUM_NODES)
+    return GraphValues(hidden, output[seeds])
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+def test_structural_values_are_the_whole_graph_forward(num_layers: int) -> None:
+    encoder = _encoder(num_layers=num_layers)
+    whole = encoder(EDGE_INDEX)
+    hidden = encoder.hidden_values(EDGE_INDEX)
+    assert len(hidden) == num_layers - 1
+    assert not any(h.requires_grad for h in hidden)
+    # the last layer at seeds 4 and 0 over their incoming edges only (0 -> 4,
+    # 1 -> 0): rows 4, 0, 1
+    seed_edges = torch.tensor([[1, 2], [0, 1]])
+    output = encoder.output_values(hidden, seed_edges, torch.tensor([4, 0, 1]), 2)
+    assert not output.requires_grad
+    torch.testing.assert_close(output, whole[[4, 0]], rtol=0, atol=0)
+
+
 def test_structural_values_carry_the_whole_graph_forward() -> None:
-    """With the whole graph's layer outputs as ``values``, a subgraph's forward
-    pass gives the whole graph's embeddings while its gradients come from the
-    subgraph only."""
+    """With the whole graph's values, a subgraph's forward pass gives its seeds
+    the whole graph's embeddings while the gradients come from the subgraph
+    only."""
     encoder = _encoder()
     whole = encoder(EDGE_INDEX)
-    values = encoder.layer_outputs(EDGE_INDEX)
-    assert len(values) == 2 and not values[-1].requires_grad
-    torch.testing.assert_close(values[-1], whole, rtol=0, atol=0)
-    # Rows: entities 0, 1, 2; only the edge 1 -> 0 kept (2 -> 1 not sampled).
+    # Rows: entities 0 (the seed), 1, 2; only the edge 1 -> 0 kept (2 -> 1 not
+    # sampled).
     node_index = torch.tensor([0, 1, 2])
     sub = torch.tensor([[1], [0]])
-    out = encoder(sub, node_index, values)
-    torch.testing.assert_close(out, whole[node_index], rtol=0, atol=0)
+    out = encoder(sub, node_index, _values(encoder, node_index[:1]))
+    torch.testing.assert_close(out[0], whole[0], rtol=0, atol=0)
     sampled = encoder(sub, node_index)
     assert not torch.allclose(sampled[0], whole[0])  # without values it differs
     out[0].sum().backward()
@@ -116,7 +137,7 @@ def test_structural_values_on_the_whole_graph_change_nothing() -> None:
     for use_values in (False, True):
         encoder = _encoder()
         node_index = torch.arange(NUM_NODES)
-        values = encoder.layer_outputs(EDGE_INDEX) if use_values else None
+        values = _values(encoder, node_index) if use_values else None
         out = encoder(EDGE_INDEX, node_index, values)
         torch.testing.assert_close(out, _encoder()(EDGE_INDEX))
         out[[0, 4]].square().sum().backward()
@@ -127,11 +148,13 @@ def test_structural_values_on_the_whole_graph_change_nothing() -> None:
 
 def test_structural_values_checked() -> None:
     encoder = _encoder()
-    values = encoder.layer_outputs(EDGE_INDEX)
+    values = _values(encoder, torch.arange(NUM_NODES))
     with pytest.raises(ValueError, match="node_index"):
         encoder(EDGE_INDEX, None, values)
-    with pytest.raises(ValueError, match="one tensor per layer"):
-        encoder(EDGE_INDEX, torch.arange(NUM_NODES), values[:1])
+    with pytest.raises(ValueError, match="one tensor per hidden layer"):
+        encoder(EDGE_INDEX, torch.arange(NUM_NODES), values._replace(hidden=[]))
+    with pytest.raises(ValueError, match="output rows"):
+        encoder(EDGE_INDEX, torch.arange(3), values)
 
 
 # --- FeatureEncoder ---------------------------------------------------------------
