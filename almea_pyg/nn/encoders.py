@@ -129,9 +129,11 @@ class StructuralEncoder(nn.Module):
                 SampledSubgraph`), its rows per hop, the seeds first; with
                 ``num_sampled_edges_per_hop``, layer :math:`l` runs only on the
                 rows and edges of the first :math:`L - l` hops, the part the
-                seeds' output reads (PyG's ``trim_to_layer``): the seeds' rows
-                are the same (with dropout, from other masks), the rest of the
-                output is not.
+                seeds' output reads (PyG's ``trim_to_layer``), and outputs only
+                the rows the next layer reads, those of the first
+                :math:`L - l - 1` hops (a bipartite layer): the output is the
+                seeds' rows, the same as untrimmed (with dropout, from other
+                masks).
             num_sampled_edges_per_hop (Sequence[int], optional): Its edges per
                 hop, from hop 1.
 
@@ -140,7 +142,7 @@ class StructuralEncoder(nn.Module):
               ``node_index`` :math:`(n,)`, ``values``: ``hidden``
               :math:`(L - 1) \times (N, d)`, ``output`` :math:`(S, d)`
             - **output:** :math:`(N, d)`, or :math:`(n, d)` with ``node_index``
-              (trimmed: the rows of the first hop, seeds included)
+              (trimmed: the seeds' rows only)
         """
         if values is not None:
             if node_index is None:
@@ -175,9 +177,11 @@ class StructuralEncoder(nn.Module):
         edge_index: Tensor,
         nodes: Sequence[int] | None,
         edges: Sequence[int] | None,
-    ) -> list[tuple[int, int]]:
-        """The rows and edges each layer runs on, from a sample's per-hop counts:
-        layer ``l`` the first ``L - l`` hops (all of them at the first layer)."""
+    ) -> list[tuple[int, int, int]]:
+        """The rows, output rows and edges of each layer, from a sample's per-hop
+        counts: layer ``l`` reads the first ``L - l + 1`` hops' rows (all of them
+        at the first layer) over the first ``L - l`` hops' edges, and outputs the
+        first ``L - l`` hops' rows, the destinations of those edges."""
         L = self.num_layers
         if node_index is None or nodes is None or edges is None:
             raise ValueError(
@@ -194,7 +198,10 @@ class StructuralEncoder(nn.Module):
                 f"add up to the subgraph's ({node_index.numel()}, "
                 f"{edge_index.size(1)})"
             )
-        return [(sum(nodes[: L - i + 1]), sum(edges[: L - i])) for i in range(L)]
+        return [
+            (sum(nodes[: L - i + 1]), sum(nodes[: L - i]), sum(edges[: L - i]))
+            for i in range(L)
+        ]
 
     @torch.no_grad()
     def hidden_values(self, edge_index: Tensor) -> list[Tensor]:
@@ -238,17 +245,19 @@ class StructuralEncoder(nn.Module):
         edge_index: Tensor,
         node_index: Tensor | None = None,
         values: GraphValues | None = None,
-        trim: Sequence[tuple[int, int]] | None = None,
+        trim: Sequence[tuple[int, int, int]] | None = None,
     ) -> Tensor:
         """The last layer's output from the input ``x`` (dropout, then every
         layer); with ``values``, their values and this pass's gradients; with
-        ``trim``, layer ``l`` on the first ``trim[l]`` rows and edges only."""
+        ``trim``, layer ``l`` on rows, output rows and edges ``trim[l]`` only."""
         x = F.dropout(x, self.dropout, self.training)
         for i in range(self.num_layers):
-            if trim is not None:
-                rows, edges = trim[i]
+            if trim is None:
+                x = self._layer(i, x, edge_index)
+            else:
+                rows, dst, edges = trim[i]
                 x, edge_index = x[:rows], edge_index[:, :edges]
-            x = self._layer(i, x, edge_index)
+                x = self._layer(i, (x, x[:dst]), edge_index)
             if values is not None and i < self.num_layers - 1:
                 x = _ForwardValue.apply(x, values.hidden[i][node_index[: x.size(0)]])
             elif values is not None:
@@ -258,8 +267,12 @@ class StructuralEncoder(nn.Module):
                 )
         return x
 
-    def _layer(self, i: int, x: Tensor, edge_index: Tensor) -> Tensor:
-        """GAT layer ``i``, with the activation and dropout of a hidden layer."""
+    def _layer(
+        self, i: int, x: Tensor | tuple[Tensor, Tensor], edge_index: Tensor
+    ) -> Tensor:
+        """GAT layer ``i`` (on the rows ``x``, or from sources to destinations
+        ``x = (x_src, x_dst)``), with the activation and dropout of a hidden
+        layer."""
         x = self.convs[i](x, edge_index)
         if i < self.num_layers - 1:
             x = F.dropout(F.elu(x), self.dropout, self.training)

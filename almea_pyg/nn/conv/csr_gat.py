@@ -41,8 +41,10 @@ class CSRGATConv(GATConv):
     no :math:`E \times d` message tensor is ever built. The destination-sorted edge
     structure is cached per ``edge_index`` (the graph is fixed across epochs).
 
-    The fast path covers a homogeneous graph given as a ``[2, E]`` tensor, with no
-    ``edge_attr``, ``size`` absent or square, float32/float64 features and
+    The fast path covers a graph given as a ``[2, E]`` tensor, homogeneous
+    (``x`` a tensor) or bipartite (``x`` a pair of tensors, sources and
+    destinations, as ``GATConv`` takes it), with no ``edge_attr``, ``size``
+    absent or matching ``x``, float32/float64 features and
     ``return_attention_weights`` unset or ``False``; any other call (and a module
     with explain mode or message-passing hooks) runs ``GATConv.forward``. Attention
     dropout draws its mask in ``GATConv``'s edge order, so both layers give the same
@@ -52,11 +54,15 @@ class CSRGATConv(GATConv):
         *args, **kwargs: Exactly those of :class:`~torch_geometric.nn.conv.GATConv`.
 
     Shapes:
-        - **input:** node features :math:`(N, F_{in})`, edge indices :math:`(2, E)`
-        - **output:** :math:`(N, H \cdot C)` with ``concat=True``, else :math:`(N, C)`
+        - **input:** node features :math:`(N, F_{in})` or
+          :math:`((N, F_{in}), (N_{dst}, F_{in}))`, edge indices :math:`(2, E)`
+        - **output:** :math:`(N_{dst}, H \cdot C)` with ``concat=True``, else
+          :math:`(N_{dst}, C)` (:math:`N_{dst} = N` for a tensor ``x``)
     """
 
-    _csr_cache: list[tuple[Tensor, int, tuple[int, bool], CSRGraph]] | None = None
+    _csr_cache: (
+        list[tuple[Tensor, int, tuple[int, int | None, bool], CSRGraph]] | None
+    ) = None
 
     def forward(
         self,
@@ -71,26 +77,39 @@ class CSRGATConv(GATConv):
                 x, edge_index, edge_attr, size, return_attention_weights
             )
         H, C = self.heads, self.out_channels
-        graph = self.csr_graph(edge_index, x.size(0))
+        x_src, x_dst = x if isinstance(x, tuple) else (x, None)
+        graph = self.csr_graph(
+            edge_index, x_src.size(0), None if x_dst is None else x_dst.size(0)
+        )
 
-        if self.lin is not None:
-            h_src = h_dst = self.lin(x).view(-1, H, C)
+        if x_dst is None:
+            x_dst = x_src
+            if self.lin is not None:
+                h_src = h_dst = self.lin(x_src).view(-1, H, C)
+            else:
+                h_src = self.lin_src(x_src).view(-1, H, C)
+                h_dst = self.lin_dst(x_src).view(-1, H, C)
         else:
-            h_src = self.lin_src(x).view(-1, H, C)
-            h_dst = self.lin_dst(x).view(-1, H, C)
+            lin_src, lin_dst = (
+                (self.lin, self.lin)
+                if self.lin is not None
+                else (self.lin_src, self.lin_dst)
+            )
+            h_src = lin_src(x_src).view(-1, H, C)
+            h_dst = lin_dst(x_dst).view(-1, H, C)
         a_src = (h_src * self.att_src).sum(dim=-1)
         a_dst = (h_dst * self.att_dst).sum(dim=-1)
 
         logits = a_src.index_select(0, graph.col) + a_dst.index_select(0, graph.row)
         logits = F.leaky_relu(logits, self.negative_slope)
-        alpha = softmax(logits, graph.row, num_nodes=graph.num_nodes)
+        alpha = softmax(logits, graph.row, num_nodes=graph.num_dst)
         if self.training and self.dropout > 0:
             alpha = alpha * self._dropout_mask(alpha, graph)
 
         out = attention_spmm(alpha, h_src, graph)
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
         if self.res is not None:
-            out = out + self.res(x)
+            out = out + self.res(x_dst)
         if self.bias is not None:
             out = out + self.bias
         return out
@@ -104,31 +123,36 @@ class CSRGATConv(GATConv):
         return_attention_weights: bool | None = None,
     ) -> bool:
         """Whether :meth:`forward` takes the CSR path for these arguments."""
-        if not (isinstance(x, Tensor) and x.dim() == 2):
-            return False
-        if x.dtype not in (torch.float32, torch.float64):
-            return False
+        parts = x if isinstance(x, tuple) and len(x) == 2 else (x,)
+        for part in parts:
+            if not (isinstance(part, Tensor) and part.dim() == 2):
+                return False
+            if part.dtype not in (torch.float32, torch.float64):
+                return False
         if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided:
             return False
         if edge_index.dim() != 2 or edge_index.size(0) != 2:
             return False
         if edge_attr is not None or return_attention_weights:
             return False
-        if size is not None and tuple(size) != (x.size(0), x.size(0)):
+        if size is not None and tuple(size) != (parts[0].size(0), parts[-1].size(0)):
             return False
         if self.explain:
             return False
         return not any(getattr(self, name) for name in _HOOKS)
 
-    def csr_graph(self, edge_index: Tensor, num_nodes: int) -> CSRGraph:
-        """The CSR structure of ``edge_index``, cached for the last few graphs seen.
+    def csr_graph(
+        self, edge_index: Tensor, num_nodes: int, num_dst: int | None = None
+    ) -> CSRGraph:
+        """The CSR structure of ``edge_index`` (``num_dst`` destinations, for a
+        bipartite graph), cached for the last few graphs seen.
 
         An entry is reused when the same tensor (unmodified) or an equal one is
-        passed again with the same number of nodes and self-loop setting; several
+        passed again with the same numbers of nodes and self-loop setting; several
         entries are kept so that one layer can alternate between graphs (e.g. the
         two KGs of an alignment pair).
         """
-        key = (num_nodes, self.add_self_loops)
+        key = (num_nodes, num_dst, self.add_self_loops)
         entries = self._csr_cache or []
         for i, (ref, version, entry_key, graph) in enumerate(entries):
             if entry_key != key or ref._version != version:
@@ -141,7 +165,7 @@ class CSRGATConv(GATConv):
                 self._csr_cache = [entries[i], *entries[:i], *entries[i + 1 :]]
                 return graph
         graph = build_csr_graph(
-            edge_index, num_nodes, add_self_loops=self.add_self_loops
+            edge_index, num_nodes, add_self_loops=self.add_self_loops, num_dst=num_dst
         )
         entry = (edge_index, edge_index._version, key, graph)
         self._csr_cache = [entry, *entries][:CSR_CACHE_SIZE]

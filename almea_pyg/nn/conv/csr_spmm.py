@@ -22,16 +22,19 @@ from torch_geometric.utils import remove_self_loops
 class CSRGraph(NamedTuple):
     r"""A directed graph sorted by destination (CSR) and by source (its transpose).
 
-    Edge ``e`` of the CSR order goes from ``col[e]`` to ``row[e]``. ``perm`` maps it
-    back to the edge order :class:`~torch_geometric.nn.conv.GATConv` uses (after its
-    self-loop handling), so per-edge random draws can be made in that order.
+    Edge ``e`` of the CSR order goes from source ``col[e]`` to destination
+    ``row[e]``. ``perm`` maps it back to the edge order
+    :class:`~torch_geometric.nn.conv.GATConv` uses (after its self-loop handling),
+    so per-edge random draws can be made in that order. Sources and destinations
+    are the same :math:`N` nodes, or (bipartite) :math:`N` sources and
+    :math:`N_{dst}` destinations.
 
     Shapes:
-        - **ptr**, **ptr_t**: :math:`(N + 1,)`
+        - **ptr**: :math:`(N_{dst} + 1,)`, **ptr_t**: :math:`(N + 1,)`
         - **row**, **col**, **perm**, **col_t**, **perm_t**: :math:`(E,)`
     """
 
-    num_nodes: int
+    num_nodes: int  #: sources :math:`N`
     ptr: Tensor
     row: Tensor
     col: Tensor
@@ -39,6 +42,7 @@ class CSRGraph(NamedTuple):
     ptr_t: Tensor
     col_t: Tensor
     perm_t: Tensor
+    num_dst: int  #: destinations :math:`N_{dst}` (:math:`N` unless bipartite)
 
     @property
     def num_edges(self) -> int:
@@ -54,27 +58,36 @@ def index_to_ptr(index: Tensor, num_nodes: int) -> Tensor:
 
 
 def build_csr_graph(
-    edge_index: Tensor, num_nodes: int, *, add_self_loops: bool = True
+    edge_index: Tensor,
+    num_nodes: int,
+    *,
+    add_self_loops: bool = True,
+    num_dst: int | None = None,
 ) -> CSRGraph:
     r"""Sorts ``edge_index`` by destination, as ``GATConv`` sees it.
 
     With ``add_self_loops=True`` existing self-loops are removed and one loop per
-    node is appended, exactly as :class:`~torch_geometric.nn.conv.GATConv` does;
-    duplicate edges are kept (each one is a separate attention term).
+    node is appended (per node that is both a source and a destination, the
+    first :math:`\min(N, N_{dst})`, in a bipartite graph), exactly as
+    :class:`~torch_geometric.nn.conv.GATConv` does; duplicate edges are kept
+    (each one is a separate attention term).
 
     Args:
         edge_index (Tensor): Edges ``(source, destination)``.
-        num_nodes (int): Number of nodes :math:`N`.
+        num_nodes (int): Number of (source) nodes :math:`N`.
         add_self_loops (bool, optional): Replace self-loops by one loop per node.
             (default: :obj:`True`)
+        num_dst (int, optional): Number of destinations :math:`N_{dst}`, for a
+            bipartite graph (default: :math:`N`).
 
     Shapes:
         - **edge_index**: :math:`(2, E_{in})`
         - **output**: a :class:`CSRGraph` with :math:`E` edges
     """
+    num_dst = num_nodes if num_dst is None else num_dst
     if add_self_loops:
         edge_index, _ = remove_self_loops(edge_index)
-        edge_index, _ = add_loops(edge_index, num_nodes=num_nodes)
+        edge_index, _ = add_loops(edge_index, num_nodes=min(num_nodes, num_dst))
     src, dst = edge_index[0], edge_index[1]
     # Rows sorted by (destination, source); a stable sort of that order by
     # source gives the transpose sorted by (source, destination).
@@ -83,13 +96,14 @@ def build_csr_graph(
     perm_t = torch.sort(col, stable=True).indices
     return CSRGraph(
         num_nodes=num_nodes,
-        ptr=index_to_ptr(row, num_nodes),
+        ptr=index_to_ptr(row, num_dst),
         row=row,
         col=col,
         perm=perm,
         ptr_t=index_to_ptr(col, num_nodes),
         col_t=row[perm_t],
         perm_t=perm_t,
+        num_dst=num_dst,
     )
 
 
@@ -104,10 +118,11 @@ def _csr(
 
 
 def _spmm(ptr: Tensor, col: Tensor, values: Tensor, dense: Tensor) -> Tensor:
-    """Per-head ``A_h @ dense_h`` for values ``(E, H)`` and dense ``(N, H, C)``."""
-    num_nodes = dense.size(0)
+    """Per-head ``A_h @ dense_h`` for values ``(E, H)`` and dense ``(N, H, C)``;
+    ``A`` has ``ptr.numel() - 1`` rows."""
+    num_rows, num_cols = ptr.numel() - 1, dense.size(0)
     outs = [
-        _csr(ptr, col, values[:, k], num_nodes, num_nodes) @ dense[:, k].contiguous()
+        _csr(ptr, col, values[:, k], num_rows, num_cols) @ dense[:, k].contiguous()
         for k in range(dense.size(1))
     ]
     return outs[0].unsqueeze(1) if len(outs) == 1 else torch.stack(outs, dim=1)
@@ -115,17 +130,17 @@ def _spmm(ptr: Tensor, col: Tensor, values: Tensor, dense: Tensor) -> Tensor:
 
 def _sddmm(graph: CSRGraph, left: Tensor, right: Tensor) -> Tensor:
     """Per-head ``<left[row[e]], right[col[e]]>`` for every edge, ``(E, H)``."""
-    num_nodes, num_edges = left.size(0), graph.num_edges
+    num_rows, num_nodes, num_edges = left.size(0), right.size(0), graph.num_edges
     if num_edges == 0:
         return left.new_zeros(0, left.size(1))
     # sampled_addmm caps the number of stored entries at rows * cols, which a
     # tiny graph with duplicate edges can exceed: widen it with zero columns.
-    num_cols = max(num_nodes, -(-num_edges // num_nodes))
+    num_cols = max(num_nodes, -(-num_edges // num_rows))
     if num_cols > num_nodes:
         right = torch.cat(
             [right, right.new_zeros(num_cols - num_nodes, *right.shape[1:])]
         )
-    pattern = _csr(graph.ptr, graph.col, left.new_zeros(num_edges), num_nodes, num_cols)
+    pattern = _csr(graph.ptr, graph.col, left.new_zeros(num_edges), num_rows, num_cols)
     outs = [
         torch.sparse.sampled_addmm(
             pattern, left[:, k].contiguous(), right[:, k].contiguous().t(), beta=0.0
@@ -169,6 +184,6 @@ def attention_spmm(alpha: Tensor, h: Tensor, graph: CSRGraph) -> Tensor:
     Shapes:
         - **alpha**: :math:`(E, H)`
         - **h**: :math:`(N, H, C)`
-        - **output**: :math:`(N, H, C)`
+        - **output**: :math:`(N_{dst}, H, C)`
     """
     return _AttentionSpMM.apply(alpha, h, graph)

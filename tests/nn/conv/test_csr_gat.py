@@ -82,6 +82,54 @@ def test_matches_gatconv_separate_source_and_target_weights():
     _assert_same(ref, csr, torch.randn(NUM_NODES, 6, dtype=torch.float64), _graph())
 
 
+@pytest.mark.parametrize(
+    "kwargs, dst_channels",
+    [
+        ({}, 6),
+        ({"heads": 2, "concat": False}, 6),
+        ({"add_self_loops": False}, 6),
+        ({"residual": True, "heads": 2}, 6),
+        ({"in_channels": (6, 5), "heads": 2}, 5),
+    ],
+)
+def test_matches_gatconv_bipartite(kwargs, dst_channels):
+    """Sources and destinations as a pair of feature tensors, as GATConv takes
+    them: ``N_dst`` output rows, self-loops on the first ``min(N, N_dst)``."""
+    kwargs = {"in_channels": 6, **kwargs}
+    ref, csr = _pair(kwargs.pop("in_channels"), 4, **kwargs)
+    edge_index = _graph()
+    edge_index = edge_index[:, edge_index[1] < 7]
+    gen = torch.Generator().manual_seed(3)
+    x_src = torch.randn(NUM_NODES, 6, dtype=torch.float64, generator=gen)
+    x_dst = torch.randn(7, dst_channels, dtype=torch.float64, generator=gen)
+    assert csr.supports((x_src, x_dst), edge_index, size=(NUM_NODES, 7))
+    results = []
+    for conv in (ref, csr):
+        leaves = [x_src.clone().requires_grad_(), x_dst.clone().requires_grad_()]
+        out = conv(tuple(leaves), edge_index)
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out))
+        grads = [leaf.grad for leaf in leaves] + [p.grad for p in conv.parameters()]
+        results.append((out, grads))
+    (out_ref, grads_ref), (out, grads) = results
+    assert out.shape[0] == 7
+    torch.testing.assert_close(out, out_ref)
+    for grad, expected in zip(grads, grads_ref):
+        if expected is None:
+            assert grad is None
+        else:
+            torch.testing.assert_close(grad, expected)
+
+
+def test_bipartite_on_the_first_rows_is_the_square_layer_there():
+    """Destinations the first rows of the sources (a trimmed GAT layer): their
+    output is the square layer's, given no edges into the other rows."""
+    _, csr = _pair(6, 4, heads=2)
+    edge_index = _graph()
+    edge_index = edge_index[:, edge_index[1] < 7]
+    x = torch.randn(NUM_NODES, 6, dtype=torch.float64)
+    torch.testing.assert_close(csr((x, x[:7]), edge_index), csr(x, edge_index)[:7])
+
+
 def test_matches_gatconv_float32_larger_graph():
     gen = torch.Generator().manual_seed(2)
     edge_index = torch.randint(0, 300, (2, 4000), generator=gen)
@@ -163,7 +211,7 @@ def test_no_edge_by_feature_tensor():
 @pytest.mark.filterwarnings("ignore:Sparse invariant checks")
 @pytest.mark.parametrize(
     "call",
-    ["edge_attr", "attention_weights", "bipartite", "sparse", "hook"],
+    ["edge_attr", "attention_weights", "bipartite_no_destinations", "sparse", "hook"],
 )
 def test_falls_back_to_gatconv(call):
     edge_dim = 3 if call == "edge_attr" else None
@@ -175,9 +223,8 @@ def test_falls_back_to_gatconv(call):
         kwargs["edge_attr"] = torch.randn(edge_index.size(1), 3, dtype=torch.float64)
     elif call == "attention_weights":
         kwargs["return_attention_weights"] = True
-    elif call == "bipartite":
-        x = (x, x[:7])
-        edge_index = edge_index[:, edge_index[1] < 7]
+    elif call == "bipartite_no_destinations":
+        x = (x, None)
     elif call == "sparse":
         edge_index = torch.sparse_coo_tensor(
             edge_index, torch.ones(edge_index.size(1)), (12, 12), check_invariants=True
@@ -196,11 +243,13 @@ def test_falls_back_to_gatconv(call):
         assert len(calls) == 2
 
 
-def test_supports_only_square_size():
+def test_supports_only_the_size_of_the_features():
     _, csr = _pair(6, 4)
     x = torch.randn(NUM_NODES, 6, dtype=torch.float64)
     assert csr.supports(x, _graph(), size=(NUM_NODES, NUM_NODES))
     assert not csr.supports(x, _graph(), size=(NUM_NODES, NUM_NODES - 2))
+    assert csr.supports((x, x[:5]), _graph(), size=(NUM_NODES, 5))
+    assert not csr.supports((x, x[:5]), _graph(), size=(NUM_NODES, 6))
     assert not csr.supports(x.to(torch.bfloat16), _graph())
 
 
