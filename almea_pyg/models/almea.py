@@ -272,7 +272,7 @@ class ALMEA(nn.Module):
                 asked for (default: ``edge_index`` is the whole graph).
             graph_values (GraphValues, optional): With ``node_index``, the
                 GAT's values on the whole graph (:meth:`graph_hidden_values`,
-                :meth:`graph_output_values`): the subgraph's layers take them
+                :meth:`graph_values`): the subgraph's layers take them
                 and keep their own gradients, so the seeds' graph embeddings
                 are the whole graph's (see
                 :class:`~almea_pyg.nn.encoders.StructuralEncoder`).

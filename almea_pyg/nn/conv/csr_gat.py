@@ -82,20 +82,16 @@ class CSRGATConv(GATConv):
             edge_index, x_src.size(0), None if x_dst is None else x_dst.size(0)
         )
 
-        if x_dst is None:
+        lin_src, lin_dst = (
+            (self.lin, self.lin)
+            if self.lin is not None
+            else (self.lin_src, self.lin_dst)
+        )
+        h_src = lin_src(x_src).view(-1, H, C)
+        if x_dst is None:  # one node set: sources and destinations
             x_dst = x_src
-            if self.lin is not None:
-                h_src = h_dst = self.lin(x_src).view(-1, H, C)
-            else:
-                h_src = self.lin_src(x_src).view(-1, H, C)
-                h_dst = self.lin_dst(x_src).view(-1, H, C)
+            h_dst = h_src if self.lin is not None else lin_dst(x_src).view(-1, H, C)
         else:
-            lin_src, lin_dst = (
-                (self.lin, self.lin)
-                if self.lin is not None
-                else (self.lin_src, self.lin_dst)
-            )
-            h_src = lin_src(x_src).view(-1, H, C)
             h_dst = lin_dst(x_dst).view(-1, H, C)
         a_src = (h_src * self.att_src).sum(dim=-1)
         a_dst = (h_dst * self.att_dst).sum(dim=-1)
