@@ -223,8 +223,8 @@ class StructuralEncoder(nn.Module):
         num_seeds: int,
     ) -> Tensor:
         r"""The last layer's output at ``num_seeds`` seeds, without gradients:
-        :attr:`GraphValues.output`. It runs on a subgraph whose first rows are
-        the seeds and whose edges are every incoming edge of theirs (e.g.
+        :attr:`GraphValues.output`. It runs from a subgraph's rows to its first
+        rows, the seeds, over every incoming edge of theirs (e.g.
         :class:`~almea_pyg.train.sampling.NeighborSampling` with fan-out
         ``[-1]``), the other rows taking the last hidden layer's values
         ``hidden[-1]`` (the input embedding for a one-layer GAT).
@@ -237,7 +237,7 @@ class StructuralEncoder(nn.Module):
             x = hidden[-1][node_index]
         else:
             x = F.dropout(self.embedding(node_index), self.dropout, self.training)
-        return self._layer(self.num_layers - 1, x, edge_index)[:num_seeds]
+        return self._layer(self.num_layers - 1, (x, x[:num_seeds]), edge_index)
 
     def _propagate(
         self,
