@@ -554,7 +554,8 @@ def kill_mid_round(run, log):
             for index in range(6, 32):
                 try:
                     http_post(url, "/answer", index=index, label="no")
-                except (OSError, http.client.HTTPException):  # killed
+                # killed: no connection, or a reply cut short (an empty body)
+                except (OSError, http.client.HTTPException, json.JSONDecodeError):
                     return
                 given[index] = "no"
 
