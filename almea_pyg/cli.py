@@ -240,6 +240,14 @@ def add_train_arguments(
         "epoch, the steps between reusing its values (default: 1, every step)",
     )
     run.add_argument(
+        "--sparse-table",
+        action="store_true",
+        help="with --fanouts: the entity table's gradient as sparse rows; a step "
+        "updates the rows it read, the others' Adam steps applied when they are "
+        "next read (the same optimiser; faster from about a million entities "
+        "per side)",
+    )
+    run.add_argument(
         "--max-grad-norm",
         type=positive_float,
         help="clip the gradients' global L2 norm to this (default: the optimizer's)",
@@ -473,6 +481,8 @@ def config_from_args(
         model["dim"] = given["dim"]
     if "impute" in given:
         model["impute_missing"] = True
+    if "sparse_table" in given:
+        model["sparse"] = True
     if "imputer" in given:
         model["imputer"] = given["imputer"]
     updates["model"] = model

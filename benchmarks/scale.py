@@ -145,6 +145,7 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
         "prune": args.prune,
         "full_forward": args.full_forward,
         "full_forward_every": args.full_forward_every,
+        "sparse": args.sparse,
     }
     run = functools.partial(stage, result, partial=args.partial)
     pair = run(
@@ -154,7 +155,9 @@ def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
         ),
     )
     torch.manual_seed(args.seed)
-    config = ExperimentConfig(seed=args.seed, progress=False)
+    config = ExperimentConfig(
+        seed=args.seed, progress=False, model={"sparse": True} if args.sparse else {}
+    )
 
     subgraph: dict[str, float] = {}
 
@@ -351,7 +354,9 @@ def protocol(args: argparse.Namespace, load: list[float]) -> dict[str, Any]:
         f"{args.seed}",
         "train": f"build_model defaults (ALMEA, dim 300), {args.epochs} epoch(s), "
         f"batch {args.batch_size} seed links, fan-outs {args.fanouts}"
-        f"{full_forward_text(args)}; the stage "
+        f"{full_forward_text(args)}"
+        f"{', sparse entity-table gradients (RowSparseAdam)' if args.sparse else ''}"
+        "; the stage "
         "includes building the model and the trainer; subgraph: mean nodes and "
         "edges of the first three batches' sampled subgraphs (draws seeded 0)",
         "embed": "model.embed of every entity (batched after the GAT)",
@@ -395,6 +400,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         metavar="K",
         help="with --full-forward: the whole-graph pass every K steps (default: 1)",
+    )
+    parser.add_argument(
+        "--sparse",
+        action="store_true",
+        help="the entity table's gradient as sparse rows, its Adam steps applied "
+        "lazily (ALMEA(sparse=True), RowSparseAdam)",
     )
     parser.add_argument("--eval-links", type=int, default=2000)
     parser.add_argument("--search", choices=["exact", "faiss"], default="faiss")
@@ -452,6 +463,8 @@ def _worker_argv(args: argparse.Namespace, n: int) -> list[str]:
         argv += ["--prune", str(args.prune)]
     if args.full_forward:
         argv += ["--full-forward", "--full-forward-every", str(args.full_forward_every)]
+    if args.sparse:
+        argv += ["--sparse"]
     if args.threads is not None:
         argv += ["--threads", str(args.threads)]
     return argv
@@ -498,6 +511,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             and run.get("prune") == args.prune
             and run.get("full_forward", False) == args.full_forward
             and run.get("full_forward_every", 1) == args.full_forward_every
+            and run.get("sparse", False) == args.sparse
         }
     runs: list[dict[str, Any]] = []
     report: dict[str, Any] = {}

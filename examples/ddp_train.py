@@ -39,6 +39,11 @@ parser.add_argument(
     metavar="K",
     help="mini-batch training: K sampled neighbours per GAT layer (default: all)",
 )
+parser.add_argument(
+    "--sparse",
+    action="store_true",
+    help="the entity table's gradient as sparse rows (summed dense over processes)",
+)
 parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--epochs", type=int, default=10)
 parser.add_argument("--seed", type=int, default=0)
@@ -56,7 +61,7 @@ pair = pair.split(args.seed_ratio, seed=args.seed).to(device)
 
 torch.manual_seed(args.seed)
 model = ALMEA.from_pair(
-    pair, dim=args.dim, latent_chunk_size=args.latent_chunk_size
+    pair, dim=args.dim, latent_chunk_size=args.latent_chunk_size, sparse=args.sparse
 ).to(device)
 trainer = (DistributedTrainer if distributed else Trainer)(
     model,

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from almea_pyg.cli import main
+from almea_pyg.cli import build_parser, config_from_args, main
 
 
 @pytest.fixture(scope="module")
@@ -606,3 +606,10 @@ def test_a_missing_yaml_reader_is_a_one_line_error(tmp_path, monkeypatch, capsys
     assert main(["train", "--config", str(tmp_path / "run.yaml")]) == 2
     err = capsys.readouterr().err
     assert "needs PyYAML: pip install 'almea-pyg[config]'" in err
+
+
+def test_sparse_table_reaches_the_model_options():
+    parse = build_parser().parse_args
+    argv = ["train", "--dataset", "synthetic", "--fanouts", "5", "5"]
+    assert config_from_args(parse([*argv, "--sparse-table"])).model["sparse"] is True
+    assert "sparse" not in config_from_args(parse(argv)).model

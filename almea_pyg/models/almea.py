@@ -76,6 +76,13 @@ class ALMEA(nn.Module):
         dropout (float): Dropout in the structural encoder. (default: ``0.0``)
         gat (type): GAT layer class. (default:
             :class:`~almea_pyg.nn.conv.CSRGATConv`)
+        sparse (bool): The entity table's gradient as sparse rows: in
+            mini-batch training (``Trainer(fanouts=...)``) a step then updates
+            only the rows its subgraph read, the others' Adam steps applied
+            when they are next read (:class:`~almea_pyg.train.optim.RowSparseAdam`,
+            the same optimiser up to ``eps``). Pays when a step's subgraph is a
+            small share of the entities (about a million per side).
+            (default: ``False``)
         fusion (str): ``"weighted"`` or ``"concat"``. (default: ``"weighted"``)
         use_lsl (bool): Add LSL (and LSC on top); ``False`` gives the base model.
             (default: ``True``)
@@ -114,6 +121,7 @@ class ALMEA(nn.Module):
         heads: int = 1,
         dropout: float = 0.0,
         gat: type[GATConv] = CSRGATConv,
+        sparse: bool = False,
         fusion: FusionMode = "weighted",
         use_lsl: bool = True,
         use_lsc: bool = True,
@@ -162,6 +170,7 @@ class ALMEA(nn.Module):
                 heads=heads,
                 dropout=dropout,
                 conv=gat,
+                sparse=sparse,
             )
             if use_graph
             else None

@@ -65,6 +65,9 @@ class StructuralEncoder(nn.Module):
             drop-in replacement with the same constructor. (default:
             :class:`~almea_pyg.nn.conv.CSRGATConv`, the same layer without
             :math:`E \times d` messages)
+        sparse (bool): Give the embedding table's gradient as sparse rows (the
+            rows a mini-batch read), for
+            :class:`~almea_pyg.train.optim.RowSparseAdam`. (default: ``False``)
 
     Shapes:
         - **input:** edge index :math:`(2, |\mathcal{E}|)`, optionally the
@@ -81,6 +84,7 @@ class StructuralEncoder(nn.Module):
         heads: int = 1,
         dropout: float = 0.0,
         conv: type[GATConv] = CSRGATConv,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
         self.num_nodes = num_nodes
@@ -88,7 +92,7 @@ class StructuralEncoder(nn.Module):
         self.num_layers = num_layers
         self.heads = heads
         self.dropout = dropout
-        self.embedding = nn.Embedding(num_nodes, dim)
+        self.embedding = nn.Embedding(num_nodes, dim, sparse=sparse)
         self.convs = nn.ModuleList(
             conv(dim, dim, heads=heads, concat=False) for _ in range(num_layers)
         )

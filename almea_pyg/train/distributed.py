@@ -123,7 +123,8 @@ def all_reduce_gradients(
     A parameter that no process has a gradient for keeps ``None`` (Adam then
     leaves it alone, as in one process); one that some process has a gradient
     for gets the sum, the others counting zero. Every process ends with the
-    same values.
+    same values. A sparse gradient (``nn.Embedding(sparse=True)``) is summed
+    dense, as the processes' rows need not be the same.
     """
     params = [p for p in parameters if p.requires_grad]
     if not params:
@@ -136,7 +137,9 @@ def all_reduce_gradients(
     for bucket in _buckets(params, bucket_bytes):
         flat = torch.cat(
             [
-                (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                (
+                    p.grad.to_dense() if p.grad is not None else torch.zeros_like(p)
+                ).reshape(-1)
                 for p in bucket
             ]
         )

@@ -9,7 +9,7 @@ import os
 import pickle
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from almea_pyg.data.pair import MMKGPair, link_keys
 from almea_pyg.io import atomic_save, atomic_write_text
 from almea_pyg.metrics.ranking import evaluate_alignment
 from almea_pyg.train.memory import release_free_memory
+from almea_pyg.train.optim import make_adam
 from almea_pyg.train.sampling import NeighborSampling, SampledSubgraph
 from almea_pyg.typing import SimilarityMetric
 
@@ -42,18 +43,6 @@ class TrainingDivergedError(FloatingPointError):
     """
 
 
-def make_adam(
-    parameters: Iterable[nn.Parameter], *, lr: float, weight_decay: float = 0.0
-) -> torch.optim.Adam:
-    """Adam (``weight_decay``: L2 added to the gradients, as in ``torch.optim.Adam``),
-    fused where the device supports it (4-5x faster steps on CPU)."""
-    params = list(parameters)
-    try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-
-
 class Trainer:
     r"""Trains an alignment model such as :class:`~almea_pyg.models.ALMEA`: its
     ``inputs(pair)`` (gathered once, :attr:`inputs`), its
@@ -71,13 +60,15 @@ class Trainer:
     the trainer's seeded generator): the model gets the subgraph's
     ``edge_index``, its node ids as ``node_index`` and its rows and edges per
     hop (each GAT layer runs only on the hops the seeds read), the feature
-    encoders and
-    the losses (in-batch InfoNCE, LSL/LSC) see the batch's rows as in a
-    full-graph step, and the step's activations scale with the batch and
-    fan-outs, not with the graph (parameters, their gradients and Adam's state
-    do: the entity table is :math:`N \times d`). With fan-outs of at least the
-    largest degree, one per GAT layer, a step equals the full-graph step (without
-    dropout). Evaluation (:meth:`evaluate`) always embeds the whole graph.
+    encoders and the losses (in-batch InfoNCE, LSL/LSC) see the batch's rows as
+    in a full-graph step, and the step's activations scale with the batch and
+    fan-outs, not with the graph (parameters and Adam's state do: the entity
+    table is :math:`N \times d`; so does its gradient, unless the model gives
+    it as sparse rows, ``ALMEA(sparse=True)``, which the trainer's
+    :class:`~almea_pyg.train.optim.RowSparseAdam` steps row by row). With
+    fan-outs of at least the largest degree, one per GAT layer, a step equals
+    the full-graph step (without dropout). Evaluation (:meth:`evaluate`) always
+    embeds the whole graph.
 
     Each epoch's losses, time, seed count, metrics (when evaluated) and the
     model's ``modality_weights()`` (if it has them) go to the history and
@@ -263,6 +254,7 @@ class Trainer:
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             steps += 1
         self.epoch += 1
+        self.optimizer.catch_up()
         # neither the last step's gradients (one copy of the parameters) nor the
         # whole-graph values are kept through evaluation and selection: the next
         # step clears the one, the next epoch computes the other again
@@ -292,12 +284,17 @@ class Trainer:
                 inputs.features, inputs.edge_index, inputs.present, batch[0], batch[1]
             )
         sub = self.sample(batch)
+        # rows an embedding table with sparse gradients left behind are brought
+        # to the present step before the forward pass reads them
+        self.optimizer.catch_up(sub.node_index)
         values = {}
         if self.full_forward:
+            hidden = self._whole_graph_values()
             seeds = self._seeds(batch)  # the first rows of sub
             edges = self._seed_edges(seeds)
+            self.optimizer.catch_up(edges.node_index)
             values["graph_values"] = self.model.graph_values(
-                self._whole_graph_values(),
+                hidden,
                 edges.edge_index,
                 edges.node_index,
                 seeds.numel(),
@@ -338,6 +335,7 @@ class Trainer:
             self._graph_values is None
             or self._graph_values_age >= self.full_forward_every
         ):
+            self.optimizer.catch_up()
             self._graph_values = self.model.graph_hidden_values(self.inputs.edge_index)
             self._graph_values_age = 0
         self._graph_values_age += 1
@@ -352,11 +350,21 @@ class Trainer:
             )
 
     def _grad_norm(self) -> Tensor:
-        """The gradients' global L2 norm, after clipping them if asked to."""
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        """The gradients' global L2 norm, after clipping them if asked to (a
+        sparse gradient is coalesced first, so that its rows are distinct)."""
+        grads = []
+        for p in self.model.parameters():
+            if p.grad is not None and p.grad.is_sparse:
+                p.grad = p.grad.coalesce()
+                grads.append(p.grad.values())
+            elif p.grad is not None:
+                grads.append(p.grad)
+        norm = nn.utils.get_total_norm(grads)
         if self.max_grad_norm is not None:
-            return nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-        return nn.utils.get_total_norm([p.grad for p in params])
+            scale = (self.max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
+            for grad in grads:
+                grad.mul_(scale)
+        return norm
 
     @torch.no_grad()
     def evaluate(

@@ -105,12 +105,18 @@ def descendants(pid: int) -> list[int]:
     not (dist.is_available() and dist.is_gloo_available()) or sys.platform != "linux",
     reason="needs torch.distributed with gloo, on Linux",
 )
-@pytest.mark.parametrize("fanouts", [None, [3, 2]], ids=["full-graph", "mini-batch"])
-def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, fanouts):
+@pytest.mark.parametrize(
+    "fanouts, sparse",
+    [(None, False), ([3, 2], False), ([3, 2], True)],
+    ids=["full-graph", "mini-batch", "mini-batch-sparse-table"],
+)
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, fanouts, sparse):
     # mini-batch: every process draws the same subgraphs from the trainer's
-    # seeded generator (the library's sampler; pyg-lib is not installed here)
+    # seeded generator (the library's sampler; pyg-lib is not installed here).
+    # A sparse table's gradients are summed dense: the reference is dense Adam
     flags = [f"--{key.replace('_', '-')}={value}" for key, value in RUN.items()]
     flags += ["--fanouts", *map(str, fanouts)] if fanouts else []
+    flags += ["--sparse"] if sparse else []
     agent = subprocess.Popen(
         [
             sys.executable,
