@@ -163,6 +163,15 @@ def test_until_runs_the_first_stages_only(bench, monkeypatch, tmp_path):
     report = bench.main([*argv, "--plot", str(tmp_path / "ff3.png")])
     assert "(a pass every 3 steps)" in report["protocol"]["train"]
     assert [run["full_forward_every"] for run in report["sizes"]] == [3]
+    assert "sparse" not in report["protocol"]["train"]
+    assert not any(run["sparse"] for run in report["sizes"])
+    sparse = out.with_name("sparse.json")
+    sparse.write_text(out.read_text())  # a dense 300 that --keep must not take
+    argv = ["--sizes", "300", "--batch-size", "100", "--fanouts", "5", "5"]
+    argv += ["--until", "train", "--out", str(sparse), "--sparse", "--keep"]
+    report = bench.main([*argv, "--plot", str(tmp_path / "sparse.png")])
+    assert "sparse entity-table gradients" in report["protocol"]["train"]
+    assert [run["sparse"] for run in report["sizes"]] == [True]
 
 
 def test_prune_keeps_the_most_confident_part_of_the_pool(bench, monkeypatch, tmp_path):
