@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -39,7 +40,8 @@ class CSRGATConv(GATConv):
     (:math:`E \times H`); the aggregation is one CSR sparse-dense product per head
     with a custom backward (:func:`~almea_pyg.nn.conv.csr_spmm.attention_spmm`), so
     no :math:`E \times d` message tensor is ever built. The destination-sorted edge
-    structure is cached per ``edge_index`` (the graph is fixed across epochs).
+    structure is cached per ``edge_index`` (the graph is fixed across epochs)
+    while that tensor lives.
 
     The fast path covers a graph given as a ``[2, E]`` tensor, homogeneous
     (``x`` a tensor) or bipartite (``x`` a pair of tensors, sources and
@@ -61,8 +63,15 @@ class CSRGATConv(GATConv):
     """
 
     _csr_cache: (
-        list[tuple[Tensor, int, tuple[int, int | None, bool], CSRGraph]] | None
+        list[tuple[weakref.ref[Tensor], int, tuple[int, int | None, bool], CSRGraph]]
+        | None
     ) = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The module without its CSR cache (weak references do not pickle)."""
+        state = super().__getstate__()
+        state.pop("_csr_cache", None)
+        return state
 
     def forward(
         self,
@@ -146,24 +155,27 @@ class CSRGATConv(GATConv):
         An entry is reused when the same tensor (unmodified) or an equal one is
         passed again with the same numbers of nodes and self-loop setting; several
         entries are kept so that one layer can alternate between graphs (e.g. the
-        two KGs of an alignment pair).
+        two KGs of an alignment pair). An entry goes with its ``edge_index``
+        tensor: a mini-batch step's sampled subgraph is not seen again, and its
+        structure is not kept once the step has freed it.
         """
         key = (num_nodes, num_dst, self.add_self_loops)
-        entries = self._csr_cache or []
+        entries = [entry for entry in self._csr_cache or [] if entry[0]() is not None]
         for i, (ref, version, entry_key, graph) in enumerate(entries):
-            if entry_key != key or ref._version != version:
+            tensor = ref()
+            if entry_key != key or tensor is None or tensor._version != version:
                 continue  # another graph, or modified in place since
-            if ref is edge_index or (
-                ref.shape == edge_index.shape
-                and ref.device == edge_index.device
-                and torch.equal(ref, edge_index)
+            if tensor is edge_index or (
+                tensor.shape == edge_index.shape
+                and tensor.device == edge_index.device
+                and torch.equal(tensor, edge_index)
             ):
                 self._csr_cache = [entries[i], *entries[:i], *entries[i + 1 :]]
                 return graph
         graph = build_csr_graph(
             edge_index, num_nodes, add_self_loops=self.add_self_loops, num_dst=num_dst
         )
-        entry = (edge_index, edge_index._version, key, graph)
+        entry = (weakref.ref(edge_index), edge_index._version, key, graph)
         self._csr_cache = [entry, *entries][:CSR_CACHE_SIZE]
         return graph
 

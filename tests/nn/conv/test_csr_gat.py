@@ -1,3 +1,5 @@
+import pickle
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -284,3 +286,21 @@ def test_same_parameters_and_repr():
     assert isinstance(csr, GATConv)
     assert list(csr.state_dict()) == list(ref.state_dict())
     assert repr(csr) == "CSRGATConv(6, 4, heads=2)"
+
+
+def test_csr_cache_lets_a_freed_graph_go():
+    # a mini-batch step's sampled edge_index is never seen again: its structure
+    # must not outlive it (at 1M entities per side, ~70 MB per stale graph)
+    _, csr = _pair(6, 4)
+    kept = _graph()
+    graph = csr.csr_graph(kept, NUM_NODES)
+    sampled = torch.randint(0, NUM_NODES, (2, 20))
+    csr.csr_graph(sampled, NUM_NODES)
+    assert len(csr._csr_cache) == 2
+    del sampled
+    assert csr.csr_graph(kept, NUM_NODES) is graph
+    assert len(csr._csr_cache) == 1
+    restored = pickle.loads(pickle.dumps(csr))  # the cache stays behind
+    assert restored._csr_cache is None
+    x = torch.randn(NUM_NODES, 6, dtype=torch.float64)
+    torch.testing.assert_close(restored(x, kept), csr(x, kept))
