@@ -99,7 +99,9 @@ class CSRGATConv(GATConv):
         h_src = lin_src(x_src).view(-1, H, C)
         if x_dst is None:  # one node set: sources and destinations
             x_dst = x_src
-            h_dst = h_src if self.lin is not None else lin_dst(x_src).view(-1, H, C)
+        if lin_dst is lin_src and _is_prefix(x_dst, x_src):
+            # the first sources' transform, reused (the whole for one node set)
+            h_dst = h_src if x_dst is x_src else h_src[: x_dst.size(0)]
         else:
             h_dst = lin_dst(x_dst).view(-1, H, C)
         a_src = (h_src * self.att_src).sum(dim=-1)
@@ -183,3 +185,19 @@ class CSRGATConv(GATConv):
         # Drawn in GATConv's edge order, then permuted to the CSR order.
         mask = F.dropout(torch.ones_like(alpha), p=self.dropout, training=True)
         return mask[graph.perm]
+
+
+def _is_prefix(part: Tensor, whole: Tensor) -> bool:
+    """Whether ``part`` is ``whole[:n]``: the same tensor, or a view of the
+    same base starting at the same element with the same strides (so that it
+    carries the same values and the same autograd history)."""
+    if part is whole:
+        return True
+    base = whole if whole._base is None else whole._base
+    return (
+        part._base is base
+        and part.data_ptr() == whole.data_ptr()
+        and part.stride() == whole.stride()
+        and part.size(0) <= whole.size(0)
+        and part.shape[1:] == whole.shape[1:]
+    )

@@ -124,6 +124,33 @@ def test_bipartite_on_the_first_rows_is_the_square_layer_there():
     torch.testing.assert_close(csr((x, x[:7]), edge_index), csr(x, edge_index)[:7])
 
 
+def test_destinations_a_prefix_of_the_sources_are_transformed_once():
+    """A trimmed layer's ``(x, x[:r])``: the destinations' transform is the
+    first rows of the sources' (no second ``r x d`` product), with GATConv's
+    output and gradient; a tensor sharing the memory but not the autograd
+    history (``x.detach()[:r]``) is transformed apart."""
+    ref, csr = _pair(6, 4, heads=2)
+    edge_index = _graph()
+    edge_index = edge_index[:, edge_index[1] < 7]
+    rows = []
+    csr.lin.register_forward_hook(lambda module, args, out: rows.append(len(args[0])))
+    results = []
+    for conv in (ref, csr):
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(NUM_NODES, 6, dtype=torch.float64, generator=gen)
+        x.requires_grad_()
+        out = conv((x, x[:7]), edge_index)
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out))
+        results.append((out, x.grad))
+    assert rows == [NUM_NODES]
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, atol=1e-7, rtol=1e-7)
+    rows.clear()
+    x = torch.randn(NUM_NODES, 6, dtype=torch.float64, requires_grad=True)
+    csr((x, x.detach()[:7]), edge_index)
+    assert rows == [NUM_NODES, 7]
+
+
 def test_matches_gatconv_float32_larger_graph():
     gen = torch.Generator().manual_seed(2)
     edge_index = torch.randint(0, 300, (2, 4000), generator=gen)
