@@ -352,18 +352,15 @@ class Trainer:
     def _grad_norm(self) -> Tensor:
         """The gradients' global L2 norm, after clipping them if asked to (a
         sparse gradient is coalesced first, so that its rows are distinct)."""
-        grads = []
-        for p in self.model.parameters():
-            if p.grad is not None and p.grad.is_sparse:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        for p in params:
+            if p.grad.is_sparse:
                 p.grad = p.grad.coalesce()
-                grads.append(p.grad.values())
-            elif p.grad is not None:
-                grads.append(p.grad)
-        norm = nn.utils.get_total_norm(grads)
+        norm = nn.utils.get_total_norm(
+            [p.grad.values() if p.grad.is_sparse else p.grad for p in params]
+        )
         if self.max_grad_norm is not None:
-            scale = (self.max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
-            for grad in grads:
-                grad.mul_(scale)
+            nn.utils.clip_grads_with_norm_(params, self.max_grad_norm, norm)
         return norm
 
     @torch.no_grad()
