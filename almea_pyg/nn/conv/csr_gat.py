@@ -164,8 +164,8 @@ class CSRGATConv(GATConv):
         key = (num_nodes, num_dst, self.add_self_loops)
         entries = [entry for entry in self._csr_cache or [] if entry[0]() is not None]
         for i, (ref, version, entry_key, graph) in enumerate(entries):
-            tensor = ref()
-            if entry_key != key or tensor is None or tensor._version != version:
+            tensor = ref()  # alive: dead entries were dropped just above
+            if entry_key != key or tensor._version != version:
                 continue  # another graph, or modified in place since
             if tensor is edge_index or (
                 tensor.shape == edge_index.shape
